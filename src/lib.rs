@@ -1,0 +1,14 @@
+//! vipd: VRRP virtual-IP failover and a health-checked L4 balancer.
+//!
+//! Pure cores (`vrrp`, `balance`, `time`) take `now` and return actions; the
+//! shell (`net`, `proxy`, `check`, `control`, `daemon`) does the I/O.
+
+pub mod balance;
+pub mod check;
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod net;
+pub mod proxy;
+pub mod time;
+pub mod vrrp;
