@@ -353,7 +353,10 @@ impl std::fmt::Display for Reason {
 pub enum Action {
     /// Send this advertisement (to the group, or to each unicast peer) using
     /// this checksum form (v3/IPv4).
-    SendAdvert { advert: Advert, checksum_form: ChecksumForm },
+    SendAdvert {
+        advert: Advert,
+        checksum_form: ChecksumForm,
+    },
     /// Add these VIPs to the interface (netlink).
     AddVips(Vec<IpAddr>),
     /// Remove these VIPs from the interface (netlink).
@@ -365,5 +368,9 @@ pub enum Action {
     /// A packet was discarded for this reason (already counted by the router).
     Discarded(Discard),
     /// The master's advertised interval differs from our configuration (v3, RX10): logged, adopted.
-    IntervalAdopted { configured: Interval, adopted: Interval, from: IpAddr },
+    IntervalAdopted {
+        configured: Interval,
+        adopted: Interval,
+        from: IpAddr,
+    },
 }
