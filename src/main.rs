@@ -1,3 +1,63 @@
-fn main() {
-    println!("vipd");
+//! vipd: the daemon. `vipd -c FILE` runs in the foreground (systemd
+//! Type=notify); `vipd --check -c FILE` validates a config offline.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(name = "vipd", version, about = "VRRP virtual-IP failover and health-checked L4 balancer")]
+struct Cli {
+    /// Configuration file (TOML).
+    #[arg(short = 'c', long = "config", default_value = "/etc/vipd/vipd.toml")]
+    config: PathBuf,
+    /// Validate the configuration without touching the network, then exit.
+    #[arg(long)]
+    check: bool,
+    /// Log filter (tracing EnvFilter syntax), e.g. info, debug, vipd=debug.
+    #[arg(long, default_value = "info", env = "VIPD_LOG")]
+    log: String,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = match tracing_subscriber::EnvFilter::try_new(&cli.log) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("vipd: bad --log filter {:?}: {e}", cli.log);
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    let cfg = match vipd::config::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("vipd: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if cli.check {
+        println!(
+            "{}: OK ({} vrrp instance(s), {} virtual server(s))",
+            cli.config.display(),
+            cfg.instances.len(),
+            cfg.servers.len()
+        );
+        return ExitCode::SUCCESS;
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("vipd: tokio runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(vipd::daemon::Daemon::run(cli.config.clone(), cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vipd: {e}");
+            ExitCode::from(1)
+        }
+    }
 }

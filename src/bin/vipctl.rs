@@ -1,3 +1,217 @@
-fn main() {
-    println!("vipctl");
+//! vipctl: inspect and steer a running vipd through its control socket.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use vipd::control::{self, Request, Response, Status};
+
+#[derive(Parser, Debug)]
+#[command(name = "vipctl", version, about = "Inspect and control a running vipd")]
+struct Cli {
+    /// Control socket of the daemon.
+    #[arg(long, global = true, default_value = "/run/vipd/vipd.sock")]
+    socket: PathBuf,
+    /// Seconds to wait for the daemon.
+    #[arg(long, global = true, default_value_t = 5.0)]
+    timeout: f64,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Show every VRRP instance and virtual server.
+    Status {
+        /// Machine-readable JSON (includes every counter).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a backend's admin state at runtime.
+    Backend {
+        /// ready, drain (no new connections, existing ones finish) or maint (close its connections).
+        #[arg(value_parser = ["ready", "drain", "maint"])]
+        state: String,
+        /// Virtual server name (the NAME of [virtual_server.NAME]).
+        virtual_server: String,
+        /// Backend address as in real_server, e.g. 198.51.100.11:6000.
+        address: String,
+    },
+    /// Reload the configuration file (like SIGHUP); a bad file keeps the old config.
+    Reload,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if !(cli.timeout.is_finite() && cli.timeout > 0.0 && cli.timeout <= 3600.0) {
+        eprintln!("vipctl: --timeout must be a number of seconds in (0, 3600]");
+        return ExitCode::from(2);
+    }
+    let timeout = Duration::from_secs_f64(cli.timeout);
+    let (req, json) = match &cli.cmd {
+        Cmd::Status { json } => (Request::Status, *json),
+        Cmd::Backend { state, virtual_server, address } => (
+            Request::Backend { virtual_server: virtual_server.clone(), address: address.clone(), state: state.clone() },
+            false,
+        ),
+        Cmd::Reload => (Request::Reload, false),
+    };
+    let resp = match control::call(&cli.socket, &req, timeout) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("vipctl: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    print_response(&resp, json)
+}
+
+fn print_response(resp: &Response, json: bool) -> ExitCode {
+    if !resp.ok {
+        eprintln!("vipctl: {}", resp.error.as_deref().unwrap_or("request failed"));
+        return ExitCode::from(1);
+    }
+    if let Some(st) = &resp.status {
+        if json {
+            match serde_json::to_string_pretty(st) {
+                Ok(s) => println!("{s}"),
+                Err(e) => {
+                    eprintln!("vipctl: {e}");
+                    return ExitCode::from(1);
+                }
+            }
+        } else {
+            print!("{}", render_status(st));
+        }
+    }
+    if let Some(m) = &resp.message {
+        println!("{m}");
+    }
+    ExitCode::SUCCESS
+}
+
+fn fmt_interval(us: u64) -> String {
+    if us % 1_000_000 == 0 {
+        format!("{}s", us / 1_000_000)
+    } else {
+        format!("{}ms", us / 1000)
+    }
+}
+
+/// Human-readable status.
+fn render_status(st: &Status) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "vipd {}  config {}  up {}s  reloads {} (failed {})",
+        st.router_id,
+        st.config_file.display(),
+        st.uptime_s,
+        st.reloads,
+        st.reload_failures
+    );
+    let _ = writeln!(o, "\nVRRP instances:");
+    let _ = writeln!(
+        o,
+        "  {:<16} {:>4} {:<8} {:<7} {:>9} {:<26} {:>8}  VIPs",
+        "NAME", "VRID", "IFACE", "STATE", "PRIO", "MASTER", "ADVERT"
+    );
+    for i in &st.instances {
+        let r = &i.router;
+        let prio = if r.base_priority == r.effective_priority {
+            format!("{}", r.base_priority)
+        } else {
+            format!("{}/{}", r.effective_priority, r.base_priority)
+        };
+        let master = match (r.master_addr, r.master_priority) {
+            (Some(a), Some(p)) => format!("{a} ({p})"),
+            (Some(a), None) => a.to_string(),
+            _ => "-".to_string(),
+        };
+        let vips: Vec<String> = r.vips.iter().map(|v| v.to_string()).collect();
+        let _ = writeln!(
+            o,
+            "  {:<16} {:>4} {:<8} {:<7} {:>9} {:<26} {:>8}  {}",
+            r.name,
+            r.vrid,
+            i.interface,
+            r.state.name(),
+            prio,
+            master,
+            fmt_interval(r.master_adver_interval_us),
+            vips.join(",")
+        );
+        let c = &r.counters;
+        let discards: u64 = c.discards.values().sum();
+        let mut line = format!(
+            "      adverts sent {} received {}  transitions {}  discarded {}",
+            c.adverts_sent, c.adverts_received, c.transitions, discards
+        );
+        if discards > 0 {
+            let parts: Vec<String> =
+                c.discards.iter().filter(|(_, n)| **n > 0).map(|(k, n)| format!("{k}={n}")).collect();
+            let _ = write!(line, " ({})", parts.join(" "));
+        }
+        if i.vips_readded > 0 {
+            let _ = write!(line, "  vips re-added {}", i.vips_readded);
+        }
+        if !i.link_up {
+            line.push_str("  LINK DOWN");
+        }
+        let _ = writeln!(o, "{line}");
+    }
+    if !st.virtual_servers.is_empty() {
+        let _ = writeln!(o, "\nVirtual servers:");
+        for vs in &st.virtual_servers {
+            render_vs(&mut o, vs);
+        }
+    }
+    o
+}
+
+fn s(v: &serde_json::Value, k: &str) -> String {
+    match v.get(k) {
+        Some(serde_json::Value::String(x)) => x.clone(),
+        Some(serde_json::Value::Null) | None => "-".to_string(),
+        Some(x) => x.to_string(),
+    }
+}
+
+fn render_vs(o: &mut String, vs: &serde_json::Value) {
+    use std::fmt::Write;
+    let _ = writeln!(
+        o,
+        "  {} {} {} {}  vrrp {}  serving {}  active {}",
+        s(vs, "name"),
+        s(vs, "protocol"),
+        s(vs, "listen"),
+        s(vs, "lb_algo"),
+        s(vs, "vrrp_instance"),
+        s(vs, "serving"),
+        s(vs, "active_connections")
+    );
+    let _ = writeln!(
+        o,
+        "      {:<24} {:>6} {:<6} {:<8} {:>7} {:>8} {:>12} {:>12}  LAST",
+        "BACKEND", "WEIGHT", "ADMIN", "HEALTH", "ACTIVE", "TOTAL", "BYTES_IN", "BYTES_OUT"
+    );
+    if let Some(serde_json::Value::Array(bs)) = vs.get("backends") {
+        for b in bs {
+            let _ = writeln!(
+                o,
+                "      {:<24} {:>6} {:<6} {:<8} {:>7} {:>8} {:>12} {:>12}  {}",
+                s(b, "address"),
+                s(b, "weight"),
+                s(b, "admin"),
+                s(b, "health"),
+                s(b, "active_connections"),
+                s(b, "total_connections"),
+                s(b, "bytes_in"),
+                s(b, "bytes_out"),
+                s(b, "last_change")
+            );
+        }
+    }
 }
