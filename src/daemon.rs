@@ -192,6 +192,14 @@ impl Daemon {
             .map_err(|e| format!("control socket {}: {e}", control_path.display()))?;
         let (ctl_tx, mut ctl_rx) = mpsc::channel::<Envelope>(64);
         let control_errors = Arc::new(AtomicU64::new(0));
+        if let Some(addr) = cfg.global.metrics {
+            let tx = ctl_tx.clone();
+            tokio::spawn(async move {
+                if let Err(e) = control::metrics::serve(addr, tx).await {
+                    error!("metrics endpoint {addr}: {e}");
+                }
+            });
+        }
         tokio::spawn(control::serve(listener, ctl_tx, control_errors.clone()));
 
         let mut d = Daemon {

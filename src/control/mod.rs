@@ -3,6 +3,8 @@
 //! file is created with mode 0660; at most `MAX_CLIENTS` connections are served
 //! at once and each has `CLIENT_TIMEOUT` to send its request.
 
+pub mod metrics;
+
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
