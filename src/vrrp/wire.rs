@@ -542,6 +542,8 @@ fn decode_vrrp(src: IpAddr, dst: IpAddr, ttl: u8, payload: &[u8]) -> Result<Rece
     let checksum_form = match (version, family) {
         (Version::V2, _) => ChecksumForm::MessageOnly,
         (Version::V3, Family::V6) => ChecksumForm::PseudoHeader,
+        // A message that verifies in both forms (pseudo-header summing to
+        // ones'-complement zero, ~1 in 65535) is reported as PseudoHeader.
         (Version::V3, Family::V4) => {
             if packet.verify_checksum(src, dst, ChecksumForm::PseudoHeader) {
                 ChecksumForm::PseudoHeader
