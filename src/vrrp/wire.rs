@@ -481,11 +481,15 @@ pub fn decode_ipv4(packet: &[u8]) -> Result<Received, Discard> {
     let src = (packet.len() >= ip_field::MIN_HEADER_LEN).then(|| IpAddr::V4(ip.src_addr()));
     if let Err(reason) = ip.check_len() {
         // The VRRP VRID if the fixed header is there and IHL points at something readable.
-        let vrid = match (&reason, src) {
-            (RxError::BadIpHeaderLength, Some(_)) => packet
-                .get(ip.header_len().max(ip_field::MIN_HEADER_LEN) + field::VRID)
-                .copied(),
-            _ => None,
+        // Not IPv4 at all (`NotVrrp`): nothing is reported.
+        let (vrid, src) = match (&reason, src) {
+            (RxError::BadIpHeaderLength, Some(src)) => (
+                packet
+                    .get(ip.header_len().max(ip_field::MIN_HEADER_LEN) + field::VRID)
+                    .copied(),
+                Some(src),
+            ),
+            _ => (None, None),
         };
         return Err(discard(reason, vrid, src));
     }
@@ -507,8 +511,9 @@ pub fn decode_ipv4(packet: &[u8]) -> Result<Received, Discard> {
 /// (RX7); interval ≠ 0 (RX8); source link-local (RX9). Reserved bits are
 /// ignored (RX12). The *first address* of the list is deliberately not
 /// required to be link-local: keepalived 2.2.7 sends the VIPs in configured
-/// order, so a global VIP configured first comes first (see
-/// tests/vectors/keepalived-v3-ipv6.hex: 2001:db8::100 before fe80::100).
+/// order, so a global VIP configured first comes first (captured:
+/// tests/vectors/keepalived-v3-ipv6.hex sends 2001:db8::100 before
+/// fe80::100; keepalived-v3-ipv6-llfirst.hex shows it does not reorder).
 pub fn decode_ipv6(src: Ipv6Addr, dst: Ipv6Addr, hop_limit: u8, payload: &[u8]) -> Result<Received, Discard> {
     decode_vrrp(IpAddr::V6(src), IpAddr::V6(dst), hop_limit, payload)
 }
@@ -1066,7 +1071,14 @@ mod tests {
         assert_eq!(reason(decode_ipv4(&ipv4_with(5, 255, 17, &V2_BYTES))), RxError::NotVrrp);
         let mut p = ipv4(&V2_BYTES);
         p[0] = 0x65;
-        assert_eq!(reason(decode_ipv4(&p)), RxError::NotVrrp);
+        assert_eq!(
+            decode_ipv4(&p).unwrap_err(),
+            Discard {
+                reason: RxError::NotVrrp,
+                vrid: None,
+                src: None
+            }
+        );
     }
 
     // ---- one test per discard reason ----
