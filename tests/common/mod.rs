@@ -314,7 +314,7 @@ impl Drop for Lab {
         }
         for ns in self.namespaces.iter().rev() {
             // Anything left inside (e.g. a daemon's own children) dies with the namespace's last process.
-            let _ = run(&["ip", "netns", "pids", ns])
+            run(&["ip", "netns", "pids", ns])
                 .stdout
                 .split(|b| *b == b'\n')
                 .filter_map(|l| std::str::from_utf8(l).ok()?.trim().parse::<i32>().ok())
