@@ -38,7 +38,11 @@ impl Clock {
 }
 
 enum Event {
-    Rx { ifname: String, family: Family, result: Result<Received, Discard> },
+    Rx {
+        ifname: String,
+        family: Family,
+        result: Result<Received, Discard>,
+    },
 }
 
 struct SockEntry {
@@ -153,7 +157,11 @@ fn tracked_priority(inst: &Instance, ifaces: &BTreeMap<String, Iface>) -> u8 {
     }
     let mut p = i32::from(base);
     for t in &inst.track_interface {
-        let up = ifaces.get(&t.interface).and_then(|i| i.facts.as_ref()).map(|f| f.up).unwrap_or(false);
+        let up = ifaces
+            .get(&t.interface)
+            .and_then(|i| i.facts.as_ref())
+            .map(|f| f.up)
+            .unwrap_or(false);
         if !up {
             p += t.weight;
         }
@@ -163,8 +171,12 @@ fn tracked_priority(inst: &Instance, ifaces: &BTreeMap<String, Iface>) -> u8 {
 
 /// Tell systemd (Type=notify) something, if we run under it.
 fn sd_notify(msg: &str) {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
-    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else { return };
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
     let bytes = path.as_encoded_bytes();
     let res = if let Some(name) = bytes.strip_prefix(b"@") {
         use std::os::linux::net::SocketAddrExt;
@@ -188,8 +200,8 @@ impl Daemon {
         netlink::watch(nl_tx).map_err(|e| format!("netlink subscribe: {e}"))?;
         let nl = Netlink::open().map_err(|e| format!("netlink: {e}"))?;
         let control_path = cfg.global.control_socket.clone();
-        let listener = control::bind(&control_path)
-            .map_err(|e| format!("control socket {}: {e}", control_path.display()))?;
+        let listener =
+            control::bind(&control_path).map_err(|e| format!("control socket {}: {e}", control_path.display()))?;
         let (ctl_tx, mut ctl_rx) = mpsc::channel::<Envelope>(64);
         let control_errors = Arc::new(AtomicU64::new(0));
         if let Some(addr) = cfg.global.metrics {
@@ -205,7 +217,9 @@ impl Daemon {
         let mut d = Daemon {
             path,
             cfg: cfg.clone(),
-            clock: Clock { base: std::time::Instant::now() },
+            clock: Clock {
+                base: std::time::Instant::now(),
+            },
             started: std::time::Instant::now(),
             nl,
             ifaces: BTreeMap::new(),
@@ -216,7 +230,10 @@ impl Daemon {
             control_errors,
             reloads: 0,
             reload_failures: 0,
-            limiter: LogLimiter { window: Duration::from_secs(10), seen: HashMap::new() },
+            limiter: LogLimiter {
+                window: Duration::from_secs(10),
+                seen: HashMap::new(),
+            },
             balancer: None,
             mastership: HashMap::new(),
         };
@@ -226,7 +243,11 @@ impl Daemon {
         }
         d.ensure_sockets();
         d.start_balancer().await?;
-        info!("vipd started: {} instance(s), {} virtual server(s)", d.insts.len(), d.cfg.servers.len());
+        info!(
+            "vipd started: {} instance(s), {} virtual server(s)",
+            d.insts.len(),
+            d.cfg.servers.len()
+        );
         sd_notify("READY=1");
 
         let mut sigterm = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
@@ -326,7 +347,14 @@ impl Daemon {
                 Ok(sock) => {
                     let sock = Arc::new(sock);
                     let task = tokio::spawn(reader(sock.clone(), name.clone(), fam, self.ev_tx.clone()));
-                    self.sockets.insert((name, fam), SockEntry { sock, ifindex: index, task });
+                    self.sockets.insert(
+                        (name, fam),
+                        SockEntry {
+                            sock,
+                            ifindex: index,
+                            task,
+                        },
+                    );
                 }
                 Err(e) => error!("VRRP socket on {name} ({fam:?}): {e}"),
             }
@@ -356,7 +384,10 @@ impl Daemon {
         let family = family_of(&inst);
         let effective_priority = tracked_priority(&inst, &self.ifaces);
         if facts.is_none() {
-            warn!("{}: interface {} does not exist (fault until it appears)", inst.name, inst.interface);
+            warn!(
+                "{}: interface {} does not exist (fault until it appears)",
+                inst.name, inst.interface
+            );
         }
         self.insts.push(Inst {
             cfg: inst,
@@ -409,11 +440,23 @@ impl Daemon {
                         let actions = self.insts[i].router.handle(now, Input::Advert(result));
                         self.exec(i, actions).await;
                     }
-                    (None, Ok(r)) => {
-                        self.count_interface(&ifname, &Discard { reason: RxError::UnknownVrid, vrid, src: Some(r.src) })
-                    }
+                    (None, Ok(r)) => self.count_interface(
+                        &ifname,
+                        &Discard {
+                            reason: RxError::UnknownVrid,
+                            vrid,
+                            src: Some(r.src),
+                        },
+                    ),
                     (None, Err(d)) => {
-                        let d = if d.vrid.is_some() { Discard { reason: RxError::UnknownVrid, ..d } } else { d };
+                        let d = if d.vrid.is_some() {
+                            Discard {
+                                reason: RxError::UnknownVrid,
+                                ..d
+                            }
+                        } else {
+                            d
+                        };
                         self.count_interface(&ifname, &d)
                     }
                 }
@@ -426,7 +469,10 @@ impl Daemon {
         if let Some(suppressed) = self.limiter.allow(format!("{ifname}/{}", d.reason.name())) {
             let from = d.src.map(|s| s.to_string()).unwrap_or_else(|| "?".into());
             let vrid = d.vrid.map(|v| v.to_string()).unwrap_or_else(|| "?".into());
-            warn!("{ifname}: discarded VRRP packet from {from} (vrid {vrid}): {} [{suppressed} similar suppressed]", d.reason);
+            warn!(
+                "{ifname}: discarded VRRP packet from {from} (vrid {vrid}): {} [{suppressed} similar suppressed]",
+                d.reason
+            );
         }
     }
 
@@ -436,13 +482,25 @@ impl Daemon {
         self.ensure_sockets();
         let now = self.clock.now();
         for i in 0..self.insts.len() {
-            let facts = self.ifaces.get(&self.insts[i].cfg.interface).and_then(|f| f.facts.clone());
+            let facts = self
+                .ifaces
+                .get(&self.insts[i].cfg.interface)
+                .and_then(|f| f.facts.clone());
             let mut actions = Vec::new();
             let up = facts.as_ref().map(|f| f.up).unwrap_or(false);
             if up != self.insts[i].link_up {
                 self.insts[i].link_up = up;
-                info!("{}: interface {} is {}", self.insts[i].cfg.name, self.insts[i].cfg.interface, if up { "up" } else { "down" });
-                actions.extend(self.insts[i].router.handle(now, if up { Input::LinkUp } else { Input::LinkDown }));
+                info!(
+                    "{}: interface {} is {}",
+                    self.insts[i].cfg.name,
+                    self.insts[i].cfg.interface,
+                    if up { "up" } else { "down" }
+                );
+                actions.extend(
+                    self.insts[i]
+                        .router
+                        .handle(now, if up { Input::LinkUp } else { Input::LinkDown }),
+                );
             }
             let src = source_for(&self.insts[i].cfg, facts.as_ref());
             if src != self.insts[i].src {
@@ -451,7 +509,10 @@ impl Daemon {
             }
             let prio = tracked_priority(&self.insts[i].cfg, &self.ifaces);
             if prio != self.insts[i].effective_priority {
-                info!("{}: tracked interfaces change priority {} -> {}", self.insts[i].cfg.name, self.insts[i].effective_priority, prio);
+                info!(
+                    "{}: tracked interfaces change priority {} -> {}",
+                    self.insts[i].cfg.name, self.insts[i].effective_priority, prio
+                );
                 self.insts[i].effective_priority = prio;
                 actions.extend(self.insts[i].router.handle(now, Input::SetPriority(prio)));
             }
@@ -459,10 +520,18 @@ impl Daemon {
             // EX2: a VIP deleted behind our back while we hold it is put back.
             if self.insts[i].holding {
                 if let Some(f) = &facts {
-                    let missing: Vec<ipnetwork::IpNetwork> =
-                        self.insts[i].cfg.vips.iter().filter(|n| !f.addrs.contains(&n.ip())).copied().collect();
+                    let missing: Vec<ipnetwork::IpNetwork> = self.insts[i]
+                        .cfg
+                        .vips
+                        .iter()
+                        .filter(|n| !f.addrs.contains(&n.ip()))
+                        .copied()
+                        .collect();
                     for net in missing {
-                        warn!("{}: VIP {} was removed behind our back; re-adding", self.insts[i].cfg.name, net);
+                        warn!(
+                            "{}: VIP {} was removed behind our back; re-adding",
+                            self.insts[i].cfg.name, net
+                        );
                         self.insts[i].vips_readded += 1;
                         if let Err(e) = self.nl.add_address(f.index, net.ip(), net.prefix()).await {
                             error!("{}: re-adding VIP {}: {e}", self.insts[i].cfg.name, net);
@@ -477,8 +546,12 @@ impl Daemon {
 
     fn announce(&mut self, i: usize, vips: &[IpAddr], count: u32) {
         let inst = &self.insts[i];
-        let Some(iface) = self.ifaces.get(&inst.cfg.interface) else { return };
-        let (Some(p), Some(f)) = (iface.packet.as_ref(), iface.facts.as_ref()) else { return };
+        let Some(iface) = self.ifaces.get(&inst.cfg.interface) else {
+            return;
+        };
+        let (Some(p), Some(f)) = (iface.packet.as_ref(), iface.facts.as_ref()) else {
+            return;
+        };
         for _ in 0..count.max(1) {
             for vip in vips {
                 let frame = match vip {
@@ -503,11 +576,16 @@ impl Daemon {
                     let inst = &self.insts[i];
                     let Some(src) = inst.src else {
                         if self.limiter.allow(format!("{}/nosrc", inst.cfg.name)).is_some() {
-                            warn!("{}: no source address on {}; advert not sent", inst.cfg.name, inst.cfg.interface);
+                            warn!(
+                                "{}: no source address on {}; advert not sent",
+                                inst.cfg.name, inst.cfg.interface
+                            );
                         }
                         continue;
                     };
-                    let Some(sock) = self.sockets.get(&(inst.cfg.interface.clone(), inst.family)) else { continue };
+                    let Some(sock) = self.sockets.get(&(inst.cfg.interface.clone(), inst.family)) else {
+                        continue;
+                    };
                     let dsts: Vec<IpAddr> = if inst.cfg.router.unicast_peers.is_empty() {
                         vec![match inst.family {
                             Family::V4 => IpAddr::V4(wire::GROUP_V4),
@@ -527,7 +605,14 @@ impl Daemon {
                 }
                 Action::AddVips(vips) => {
                     self.insts[i].holding = true;
-                    let Some(index) = self.ifaces.get(&self.insts[i].cfg.interface).and_then(|f| f.facts.as_ref()).map(|f| f.index) else { continue };
+                    let Some(index) = self
+                        .ifaces
+                        .get(&self.insts[i].cfg.interface)
+                        .and_then(|f| f.facts.as_ref())
+                        .map(|f| f.index)
+                    else {
+                        continue;
+                    };
                     for vip in vips {
                         let prefix = self.prefix_of(i, vip);
                         if let Err(e) = self.nl.add_address(index, vip, prefix).await {
@@ -537,7 +622,14 @@ impl Daemon {
                 }
                 Action::RemoveVips(vips) => {
                     self.insts[i].holding = false;
-                    let Some(index) = self.ifaces.get(&self.insts[i].cfg.interface).and_then(|f| f.facts.as_ref()).map(|f| f.index) else { continue };
+                    let Some(index) = self
+                        .ifaces
+                        .get(&self.insts[i].cfg.interface)
+                        .and_then(|f| f.facts.as_ref())
+                        .map(|f| f.index)
+                    else {
+                        continue;
+                    };
                     for vip in vips {
                         let prefix = self.prefix_of(i, vip);
                         if let Err(e) = self.nl.del_address(index, vip, prefix).await {
@@ -571,10 +663,17 @@ impl Daemon {
                     let name = self.insts[i].cfg.name.clone();
                     if let Some(suppressed) = self.limiter.allow(format!("{name}/{}", d.reason.name())) {
                         let from = d.src.map(|s| s.to_string()).unwrap_or_else(|| "?".into());
-                        warn!("{name}: discarded VRRP packet from {from}: {} [{suppressed} similar suppressed]", d.reason);
+                        warn!(
+                            "{name}: discarded VRRP packet from {from}: {} [{suppressed} similar suppressed]",
+                            d.reason
+                        );
                     }
                 }
-                Action::IntervalAdopted { configured, adopted, from } => {
+                Action::IntervalAdopted {
+                    configured,
+                    adopted,
+                    from,
+                } => {
                     warn!(
                         "{}: master {from} advertises every {} µs, configured {} µs; adopting the master's interval",
                         self.insts[i].cfg.name,
@@ -587,10 +686,16 @@ impl Daemon {
     }
 
     fn prefix_of(&self, i: usize, vip: IpAddr) -> u8 {
-        self.insts[i].cfg.vips.iter().find(|n| n.ip() == vip).map(|n| n.prefix()).unwrap_or(match vip {
-            IpAddr::V4(_) => 32,
-            IpAddr::V6(_) => 128,
-        })
+        self.insts[i]
+            .cfg
+            .vips
+            .iter()
+            .find(|n| n.ip() == vip)
+            .map(|n| n.prefix())
+            .unwrap_or(match vip {
+                IpAddr::V4(_) => 32,
+                IpAddr::V6(_) => 128,
+            })
     }
 
     async fn shutdown(&mut self, why: &str) {
@@ -622,7 +727,10 @@ impl Daemon {
         sd_notify("RELOADING=1");
         self.reloads += 1;
         if new.global.control_socket != self.cfg.global.control_socket {
-            warn!("control_socket change needs a restart; keeping {}", self.cfg.global.control_socket.display());
+            warn!(
+                "control_socket change needs a restart; keeping {}",
+                self.cfg.global.control_socket.display()
+            );
         }
         let (mut kept, mut changed, mut added, mut removed) = (0, 0, 0, 0);
         // Removed or incompatibly changed instances leave first.
@@ -674,7 +782,8 @@ impl Daemon {
             }
         }
         self.ensure_sockets();
-        let mut msg = format!("reloaded: {kept} instance(s) unchanged, {changed} changed, {added} added, {removed} removed");
+        let mut msg =
+            format!("reloaded: {kept} instance(s) unchanged, {changed} changed, {added} added, {removed} removed");
         if let Some(b) = self.balancer.as_mut() {
             if let Err(e) = b.reload(&new.servers, &self.mastership).await {
                 msg.push_str(&format!("; balancer reload failed: {e}"));
@@ -689,12 +798,21 @@ impl Daemon {
 
     async fn on_request(&mut self, req: Request) -> Response {
         match req {
-            Request::Status => Response { ok: true, error: None, status: Some(self.status()), message: None },
+            Request::Status => Response {
+                ok: true,
+                error: None,
+                status: Some(self.status()),
+                message: None,
+            },
             Request::Reload => match self.reload().await {
                 Ok(m) => Response::message(m),
                 Err(e) => Response::error(e),
             },
-            Request::Backend { virtual_server, address, state } => {
+            Request::Backend {
+                virtual_server,
+                address,
+                state,
+            } => {
                 let admin = match state.as_str() {
                     "ready" => config::Admin::Ready,
                     "drain" => config::Admin::Drain,
@@ -748,14 +866,22 @@ impl Daemon {
             virtual_servers: self
                 .balancer
                 .as_ref()
-                .map(|b| b.status().into_iter().filter_map(|v| serde_json::to_value(v).ok()).collect())
+                .map(|b| {
+                    b.status()
+                        .into_iter()
+                        .filter_map(|v| serde_json::to_value(v).ok())
+                        .collect()
+                })
                 .unwrap_or_default(),
         }
     }
 }
 
 async fn run_notify(script: PathBuf, args: [String; 4]) {
-    let child = tokio::process::Command::new(&script).args(&args).kill_on_drop(true).spawn();
+    let child = tokio::process::Command::new(&script)
+        .args(&args)
+        .kill_on_drop(true)
+        .spawn();
     match child {
         Ok(mut c) => match tokio::time::timeout(Duration::from_secs(30), c.wait()).await {
             Ok(Ok(st)) if !st.success() => warn!("notify {} exited with {st}", script.display()),
@@ -784,7 +910,9 @@ async fn reader(sock: Arc<VrrpSocket>, ifname: String, family: Family, tx: mpsc:
         let result = match family {
             Family::V4 => wire::decode_ipv4(data),
             Family::V6 => {
-                let (Some(IpAddr::V6(src)), dst) = (meta.src, meta.dst) else { continue };
+                let (Some(IpAddr::V6(src)), dst) = (meta.src, meta.dst) else {
+                    continue;
+                };
                 let dst = match dst {
                     Some(IpAddr::V6(d)) => d,
                     _ => wire::GROUP_V6,
@@ -792,7 +920,14 @@ async fn reader(sock: Arc<VrrpSocket>, ifname: String, family: Family, tx: mpsc:
                 wire::decode_ipv6(src, dst, meta.hop_limit.unwrap_or(0), data)
             }
         };
-        if tx.send(Event::Rx { ifname: ifname.clone(), family, result }).is_err() {
+        if tx
+            .send(Event::Rx {
+                ifname: ifname.clone(),
+                family,
+                result,
+            })
+            .is_err()
+        {
             return;
         }
     }

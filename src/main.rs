@@ -7,7 +7,11 @@ use std::process::ExitCode;
 use clap::Parser;
 
 #[derive(Parser, Debug)]
-#[command(name = "vipd", version, about = "VRRP virtual-IP failover and health-checked L4 balancer")]
+#[command(
+    name = "vipd",
+    version,
+    about = "VRRP virtual-IP failover and health-checked L4 balancer"
+)]
 struct Cli {
     /// Configuration file (TOML).
     #[arg(short = 'c', long = "config", default_value = "/etc/vipd/vipd.toml")]
@@ -29,7 +33,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
     let cfg = match vipd::config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -46,7 +55,11 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("vipd: tokio runtime: {e}");

@@ -64,11 +64,18 @@ impl Pair {
         let path = self.lab.dir.join("vipd.toml");
         std::fs::write(&path, cfg).unwrap();
         let ns = self.vns.clone();
-        self.lab.spawn("vipd", &ns, &[VIPD, "-c", &path.display().to_string(), "--log", "debug"]);
+        self.lab.spawn(
+            "vipd",
+            &ns,
+            &[VIPD, "-c", &path.display().to_string(), "--log", "debug"],
+        );
     }
     fn start_ka(&mut self, prio: u8) {
         let (version, auth) = match self.fl {
-            Flavour::V2 => (2, "    authentication {\n        auth_type PASS\n        auth_pass s3cret\n    }\n"),
+            Flavour::V2 => (
+                2,
+                "    authentication {\n        auth_type PASS\n        auth_pass s3cret\n    }\n",
+            ),
             _ => (3, ""),
         };
         let conf = format!(
@@ -102,12 +109,26 @@ impl Pair {
         self.lab.has_addr(ns, self.fl.vip())
     }
     fn vipd_state(&self) -> Option<String> {
-        let out = run(&["ip", "netns", "exec", &self.vns, VIPCTL, "--socket", &self.sock(), "status", "--json"]);
+        let out = run(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.vns,
+            VIPCTL,
+            "--socket",
+            &self.sock(),
+            "status",
+            "--json",
+        ]);
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
         Some(v["instances"][0]["state"].as_str()?.to_string())
     }
     fn wait_holder(&self, vipd_holds: bool, limit: Duration) {
-        let what = if vipd_holds { "vipd alone holds the VIP" } else { "keepalived alone holds the VIP" };
+        let what = if vipd_holds {
+            "vipd alone holds the VIP"
+        } else {
+            "keepalived alone holds the VIP"
+        };
         poll_until(what, limit, Duration::from_millis(20), || {
             let (v, k) = (self.holds(&self.vns), self.holds(&self.kns));
             (v == vipd_holds && k != vipd_holds).then_some(())
@@ -116,11 +137,21 @@ impl Pair {
     /// keepalived must never complain about our packets.
     fn assert_ka_happy(&self) {
         let log = self.lab.log("ka").to_lowercase();
-        for bad in ["checksum", "ttl", "interval mismatch", "advertisement interval", "auth", "invalid", "malformed"] {
+        for bad in [
+            "checksum",
+            "ttl",
+            "interval mismatch",
+            "advertisement interval",
+            "auth",
+            "invalid",
+            "malformed",
+        ] {
             let offending: Vec<&str> = log.lines().filter(|l| l.contains(bad)).collect();
             // keepalived prints its own config dump with "auth" words at start-up; only flag receive errors.
-            let offending: Vec<&&str> =
-                offending.iter().filter(|l| l.contains("received") || l.contains("invalid") || l.contains("bad")).collect();
+            let offending: Vec<&&str> = offending
+                .iter()
+                .filter(|l| l.contains("received") || l.contains("invalid") || l.contains("bad"))
+                .collect();
             assert!(offending.is_empty(), "keepalived complained ({bad}): {offending:?}");
         }
     }
@@ -133,11 +164,17 @@ fn run_interop(tag: &str, fl: Flavour) {
     p.start_ka(100);
     p.start_vipd(150);
     p.wait_holder(true, Duration::from_secs(15));
-    poll_until("keepalived enters BACKUP", Duration::from_secs(10), Duration::from_millis(50), || {
-        p.lab.log("ka").contains("Entering BACKUP STATE").then_some(())
-    });
+    poll_until(
+        "keepalived enters BACKUP",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || p.lab.log("ka").contains("Entering BACKUP STATE").then_some(()),
+    );
     // 2. vipd stops (priority 0): keepalived takes over quickly.
-    let st = p.lab.signal("vipd", libc::SIGTERM, Duration::from_secs(5)).expect("vipd exits");
+    let st = p
+        .lab
+        .signal("vipd", libc::SIGTERM, Duration::from_secs(5))
+        .expect("vipd exits");
     assert!(st.success());
     p.wait_holder(false, Duration::from_secs(3));
     // 3. vipd comes back with the higher priority and preempts.
@@ -147,14 +184,21 @@ fn run_interop(tag: &str, fl: Flavour) {
     p.lab.signal("ka", libc::SIGTERM, Duration::from_secs(10));
     p.start_ka(200);
     p.wait_holder(false, Duration::from_secs(15));
-    poll_until("vipd backup under keepalived", Duration::from_secs(5), Duration::from_millis(50), || {
-        (p.vipd_state().as_deref() == Some("backup")).then_some(())
-    });
+    poll_until(
+        "vipd backup under keepalived",
+        Duration::from_secs(5),
+        Duration::from_millis(50),
+        || (p.vipd_state().as_deref() == Some("backup")).then_some(()),
+    );
     // 5. keepalived stops: vipd takes over after Skew_Time, far below master-down.
     let t = std::time::Instant::now();
     p.lab.signal("ka", libc::SIGTERM, Duration::from_secs(10));
     p.wait_holder(true, Duration::from_secs(10));
-    assert!(t.elapsed() < Duration::from_millis(3500), "takeover after keepalived stop took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(3500),
+        "takeover after keepalived stop took {:?}",
+        t.elapsed()
+    );
     p.start_ka(100);
     std::thread::sleep(Duration::from_secs(2));
     p.wait_holder(true, Duration::from_secs(5));

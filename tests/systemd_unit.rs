@@ -15,10 +15,21 @@ fn unit_verifies_and_is_hardened() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("vipd.service");
     std::fs::write(&path, unit.replace("/usr/sbin/vipd", env!("CARGO_BIN_EXE_vipd"))).unwrap();
-    let out = Command::new("systemd-analyze").arg("verify").arg(&path).output().unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(out.status.success() && !err.contains("vipd.service:"), "systemd-analyze verify: {err}");
-    let out = Command::new("systemd-analyze").args(["security", "--offline=true"]).arg(&path).output().unwrap();
+    assert!(
+        out.status.success() && !err.contains("vipd.service:"),
+        "systemd-analyze verify: {err}"
+    );
+    let out = Command::new("systemd-analyze")
+        .args(["security", "--offline=true"])
+        .arg(&path)
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     let score: f64 = text
         .lines()

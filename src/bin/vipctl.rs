@@ -51,8 +51,16 @@ fn main() -> ExitCode {
     let timeout = Duration::from_secs_f64(cli.timeout);
     let (req, json) = match &cli.cmd {
         Cmd::Status { json } => (Request::Status, *json),
-        Cmd::Backend { state, virtual_server, address } => (
-            Request::Backend { virtual_server: virtual_server.clone(), address: address.clone(), state: state.clone() },
+        Cmd::Backend {
+            state,
+            virtual_server,
+            address,
+        } => (
+            Request::Backend {
+                virtual_server: virtual_server.clone(),
+                address: address.clone(),
+                state: state.clone(),
+            },
             false,
         ),
         Cmd::Reload => (Request::Reload, false),
@@ -150,8 +158,12 @@ fn render_status(st: &Status) -> String {
             c.adverts_sent, c.adverts_received, c.transitions, discards
         );
         if discards > 0 {
-            let parts: Vec<String> =
-                c.discards.iter().filter(|(_, n)| **n > 0).map(|(k, n)| format!("{k}={n}")).collect();
+            let parts: Vec<String> = c
+                .discards
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(k, n)| format!("{k}={n}"))
+                .collect();
             let _ = write!(line, " ({})", parts.join(" "));
         }
         if i.vips_readded > 0 {

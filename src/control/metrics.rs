@@ -15,10 +15,24 @@ use super::{Envelope, Request, Status};
 /// Render a status snapshot as Prometheus text format 0.0.4.
 pub fn render(st: &Status) -> String {
     let mut o = String::new();
-    let _ = writeln!(o, "# HELP vipd_up 1 while the daemon runs.\n# TYPE vipd_up gauge\nvipd_up 1");
-    let _ = writeln!(o, "# TYPE vipd_reloads_total counter\nvipd_reloads_total {}", st.reloads);
-    let _ = writeln!(o, "# TYPE vipd_reload_failures_total counter\nvipd_reload_failures_total {}", st.reload_failures);
-    let _ = writeln!(o, "# HELP vipd_vrrp_state 1 for the current state of each instance.\n# TYPE vipd_vrrp_state gauge");
+    let _ = writeln!(
+        o,
+        "# HELP vipd_up 1 while the daemon runs.\n# TYPE vipd_up gauge\nvipd_up 1"
+    );
+    let _ = writeln!(
+        o,
+        "# TYPE vipd_reloads_total counter\nvipd_reloads_total {}",
+        st.reloads
+    );
+    let _ = writeln!(
+        o,
+        "# TYPE vipd_reload_failures_total counter\nvipd_reload_failures_total {}",
+        st.reload_failures
+    );
+    let _ = writeln!(
+        o,
+        "# HELP vipd_vrrp_state 1 for the current state of each instance.\n# TYPE vipd_vrrp_state gauge"
+    );
     for i in &st.instances {
         for s in ["init", "backup", "master", "fault"] {
             let v = u8::from(i.router.state.name() == s);
@@ -27,11 +41,19 @@ pub fn render(st: &Status) -> String {
     }
     let _ = writeln!(o, "# TYPE vipd_vrrp_priority gauge");
     for i in &st.instances {
-        let _ = writeln!(o, "vipd_vrrp_priority{{instance=\"{}\"}} {}", i.router.name, i.router.effective_priority);
+        let _ = writeln!(
+            o,
+            "vipd_vrrp_priority{{instance=\"{}\"}} {}",
+            i.router.name, i.router.effective_priority
+        );
     }
     let _ = writeln!(o, "# TYPE vipd_vrrp_adverts_sent_total counter");
     for i in &st.instances {
-        let _ = writeln!(o, "vipd_vrrp_adverts_sent_total{{instance=\"{}\"}} {}", i.router.name, i.router.counters.adverts_sent);
+        let _ = writeln!(
+            o,
+            "vipd_vrrp_adverts_sent_total{{instance=\"{}\"}} {}",
+            i.router.name, i.router.counters.adverts_sent
+        );
     }
     let _ = writeln!(o, "# TYPE vipd_vrrp_adverts_received_total counter");
     for i in &st.instances {
@@ -43,12 +65,20 @@ pub fn render(st: &Status) -> String {
     }
     let _ = writeln!(o, "# TYPE vipd_vrrp_transitions_total counter");
     for i in &st.instances {
-        let _ = writeln!(o, "vipd_vrrp_transitions_total{{instance=\"{}\"}} {}", i.router.name, i.router.counters.transitions);
+        let _ = writeln!(
+            o,
+            "vipd_vrrp_transitions_total{{instance=\"{}\"}} {}",
+            i.router.name, i.router.counters.transitions
+        );
     }
     let _ = writeln!(o, "# HELP vipd_vrrp_discards_total Received packets discarded, per reason.\n# TYPE vipd_vrrp_discards_total counter");
     for i in &st.instances {
         for (reason, n) in &i.router.counters.discards {
-            let _ = writeln!(o, "vipd_vrrp_discards_total{{instance=\"{}\",reason=\"{reason}\"}} {n}", i.router.name);
+            let _ = writeln!(
+                o,
+                "vipd_vrrp_discards_total{{instance=\"{}\",reason=\"{reason}\"}} {n}",
+                i.router.name
+            );
         }
     }
     for (reason, n) in &st.interface_discards {
@@ -60,11 +90,22 @@ pub fn render(st: &Status) -> String {
         if let Some(bs) = vs.get("backends").and_then(|b| b.as_array()) {
             for b in bs {
                 let addr = b.get("address").and_then(|v| v.as_str()).unwrap_or("");
-                let up = b.get("health").and_then(|v| v.as_str()).map(|h| h.eq_ignore_ascii_case("up")).unwrap_or(false);
-                let _ = writeln!(o, "vipd_backend_up{{virtual_server=\"{name}\",backend=\"{addr}\"}} {}", u8::from(up));
+                let up = b
+                    .get("health")
+                    .and_then(|v| v.as_str())
+                    .map(|h| h.eq_ignore_ascii_case("up"))
+                    .unwrap_or(false);
+                let _ = writeln!(
+                    o,
+                    "vipd_backend_up{{virtual_server=\"{name}\",backend=\"{addr}\"}} {}",
+                    u8::from(up)
+                );
                 for key in ["active_connections", "total_connections", "bytes_in", "bytes_out"] {
                     if let Some(n) = b.get(key).and_then(|v| v.as_u64()) {
-                        let _ = writeln!(o, "vipd_backend_{key}{{virtual_server=\"{name}\",backend=\"{addr}\"}} {n}");
+                        let _ = writeln!(
+                            o,
+                            "vipd_backend_{key}{{virtual_server=\"{name}\",backend=\"{addr}\"}} {n}"
+                        );
                     }
                 }
             }
@@ -77,7 +118,9 @@ pub fn render(st: &Status) -> String {
 pub async fn serve(addr: SocketAddr, tx: mpsc::Sender<Envelope>) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     loop {
-        let Ok((mut s, _)) = listener.accept().await else { continue };
+        let Ok((mut s, _)) = listener.accept().await else {
+            continue;
+        };
         let tx = tx.clone();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];

@@ -30,7 +30,11 @@ pub enum Request {
     /// Everything `vipctl status` shows.
     Status,
     /// Change a backend's admin state: `state` is ready, drain or maint.
-    Backend { virtual_server: String, address: String, state: String },
+    Backend {
+        virtual_server: String,
+        address: String,
+        state: String,
+    },
     /// Reload the configuration file (as SIGHUP does), answering with the outcome.
     Reload,
 }
@@ -77,10 +81,20 @@ pub struct Response {
 
 impl Response {
     pub fn error(msg: impl Into<String>) -> Response {
-        Response { ok: false, error: Some(msg.into()), status: None, message: None }
+        Response {
+            ok: false,
+            error: Some(msg.into()),
+            status: None,
+            message: None,
+        }
     }
     pub fn message(msg: impl Into<String>) -> Response {
-        Response { ok: true, error: None, status: None, message: Some(msg.into()) }
+        Response {
+            ok: true,
+            error: None,
+            status: None,
+            message: Some(msg.into()),
+        }
     }
 }
 
@@ -158,7 +172,11 @@ async fn handle_client(stream: UnixStream, tx: mpsc::Sender<Envelope>, errors: &
     }
     if line.len() > MAX_REQUEST {
         errors.fetch_add(1, Ordering::Relaxed);
-        return write_half(&mut wr, &Response::error(format!("request larger than {MAX_REQUEST} bytes"))).await;
+        return write_half(
+            &mut wr,
+            &Response::error(format!("request larger than {MAX_REQUEST} bytes")),
+        )
+        .await;
     }
     let resp = match parse_request(line.trim_ascii()) {
         Err(e) => {
@@ -198,10 +216,12 @@ pub fn call(socket: &Path, req: &Request, timeout: Duration) -> Result<Response,
     s.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
     let mut line = serde_json::to_vec(req).map_err(|e| e.to_string())?;
     line.push(b'\n');
-    s.write_all(&line).map_err(|e| format!("write to {}: {e}", socket.display()))?;
+    s.write_all(&line)
+        .map_err(|e| format!("write to {}: {e}", socket.display()))?;
     let mut rd = std::io::BufReader::new(s);
     let mut out = String::new();
-    rd.read_line(&mut out).map_err(|e| format!("read from {}: {e}", socket.display()))?;
+    rd.read_line(&mut out)
+        .map_err(|e| format!("read from {}: {e}", socket.display()))?;
     serde_json::from_str(&out).map_err(|e| format!("bad response from daemon: {e}"))
 }
 
@@ -217,13 +237,17 @@ mod tests {
     #[test]
     fn parses_requests_and_rejects_bad_ones() {
         assert_eq!(parse_request(br#"{"cmd":"status"}"#), Ok(Request::Status));
-        assert!(parse_request(br#"{"cmd":"explode"}"#).unwrap_err().contains("unknown variant"));
+        assert!(parse_request(br#"{"cmd":"explode"}"#)
+            .unwrap_err()
+            .contains("unknown variant"));
         assert!(parse_request(br#"{"cmd":"status","x":1}"#).is_err());
         assert!(parse_request(b"not json").unwrap_err().starts_with("bad request"));
         let big = vec![b' '; MAX_REQUEST + 1];
         assert!(parse_request(&big).unwrap_err().contains("larger"));
         assert_eq!(
-            parse_request(br#"{"cmd":"backend","virtual_server":"ingest","address":"198.51.100.11:6000","state":"drain"}"#),
+            parse_request(
+                br#"{"cmd":"backend","virtual_server":"ingest","address":"198.51.100.11:6000","state":"drain"}"#
+            ),
             Ok(Request::Backend {
                 virtual_server: "ingest".into(),
                 address: "198.51.100.11:6000".into(),

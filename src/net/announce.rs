@@ -12,7 +12,13 @@ pub struct PacketSender {
 impl PacketSender {
     pub fn open(ifindex: u32) -> io::Result<PacketSender> {
         // SAFETY: plain socket(2) call; the result is checked before use.
-        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0) };
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+                0,
+            )
+        };
         if raw < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -24,7 +30,10 @@ impl PacketSender {
     /// Send one complete Ethernet frame (destination MAC in its first 6 bytes).
     pub fn send(&self, frame: &[u8]) -> io::Result<()> {
         if frame.len() < 14 {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "frame shorter than an Ethernet header"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "frame shorter than an Ethernet header",
+            ));
         }
         // SAFETY: zeroed sockaddr_ll is a valid value; fields set below.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };

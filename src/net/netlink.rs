@@ -69,7 +69,10 @@ impl Netlink {
             Err(e) if errno_of(&e) == Some(libc::ENODEV) => return Ok(None),
             Err(e) => return Err(nl_err(e)),
         };
-        let mut f = IfFacts { index: link.header.index, ..Default::default() };
+        let mut f = IfFacts {
+            index: link.header.index,
+            ..Default::default()
+        };
         let flags = link.header.flags;
         f.up = flags.contains(LinkFlags::Up) && flags.contains(LinkFlags::LowerUp);
         for a in &link.attributes {
@@ -107,7 +110,9 @@ impl Netlink {
     pub async fn add_address(&self, index: u32, ip: IpAddr, prefix: u8) -> io::Result<()> {
         let mut req = self.handle.address().add(index, ip, prefix);
         if ip.is_ipv6() {
-            req.message_mut().attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+            req.message_mut()
+                .attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
             req.message_mut().header.flags |= AddressHeaderFlags::Nodad;
         }
         match req.execute().await {
@@ -130,7 +135,12 @@ impl Netlink {
         msg.attributes.push(AddressAttribute::Address(ip));
         match self.handle.address().del(msg).execute().await {
             Ok(()) => Ok(()),
-            Err(e) if matches!(errno_of(&e), Some(libc::EADDRNOTAVAIL) | Some(libc::ENOENT) | Some(libc::ENODEV)) => {
+            Err(e)
+                if matches!(
+                    errno_of(&e),
+                    Some(libc::EADDRNOTAVAIL) | Some(libc::ENOENT) | Some(libc::ENODEV)
+                ) =>
+            {
                 Ok(())
             }
             Err(e) => Err(nl_err(e)),

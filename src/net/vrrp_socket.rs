@@ -116,7 +116,9 @@ impl VrrpSocket {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
                 let info = libc::in_pktinfo {
                     ipi_ifindex: self.ifindex as libc::c_int,
-                    ipi_spec_dst: libc::in_addr { s_addr: u32::from(s).to_be() },
+                    ipi_spec_dst: libc::in_addr {
+                        s_addr: u32::from(s).to_be(),
+                    },
                     ipi_addr: libc::in_addr { s_addr: 0 },
                 };
                 let cmsg = [ControlMessage::Ipv4PacketInfo(&info)];
@@ -124,13 +126,21 @@ impl VrrpSocket {
                 sendmsg(fd, &iov, &cmsg, MsgFlags::MSG_DONTWAIT, Some(&to)).map_err(io_err)?;
             }
             (IpAddr::V6(s), IpAddr::V6(d)) => {
-                let info = libc::in6_pktinfo { ipi6_addr: libc::in6_addr { s6_addr: s.octets() }, ipi6_ifindex: self.ifindex };
+                let info = libc::in6_pktinfo {
+                    ipi6_addr: libc::in6_addr { s6_addr: s.octets() },
+                    ipi6_ifindex: self.ifindex,
+                };
                 let cmsg = [ControlMessage::Ipv6PacketInfo(&info)];
                 let scope = if is_link_scope(&d) { self.ifindex } else { 0 };
                 let to = SockaddrIn6::from(SocketAddrV6::new(d, 0, 0, scope));
                 sendmsg(fd, &iov, &cmsg, MsgFlags::MSG_DONTWAIT, Some(&to)).map_err(io_err)?;
             }
-            _ => return Err(io::Error::new(io::ErrorKind::InvalidInput, "source and destination of different families")),
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "source and destination of different families",
+                ))
+            }
         }
         Ok(())
     }
@@ -147,7 +157,12 @@ fn recv_once(fd: RawFd, family: Family, buf: &mut [u8]) -> io::Result<RecvMeta> 
     match family {
         Family::V4 => {
             let msg = recvmsg::<SockaddrIn>(fd, &mut iov, None, MsgFlags::MSG_DONTWAIT).map_err(io_err)?;
-            Ok(RecvMeta { len: msg.bytes, src: None, dst: None, hop_limit: None })
+            Ok(RecvMeta {
+                len: msg.bytes,
+                src: None,
+                dst: None,
+                hop_limit: None,
+            })
         }
         Family::V6 => {
             let msg = recvmsg::<SockaddrIn6>(fd, &mut iov, Some(&mut cmsg), MsgFlags::MSG_DONTWAIT).map_err(io_err)?;
@@ -177,7 +192,9 @@ fn recv_once(fd: RawFd, family: Family, buf: &mut [u8]) -> io::Result<RecvMeta> 
 fn set_multicast_if_index_v4(fd: RawFd, ifindex: u32) -> io::Result<()> {
     let mreqn = libc::ip_mreqn {
         imr_multiaddr: libc::in_addr { s_addr: 0 },
-        imr_address: libc::in_addr { s_addr: u32::from(Ipv4Addr::UNSPECIFIED).to_be() },
+        imr_address: libc::in_addr {
+            s_addr: u32::from(Ipv4Addr::UNSPECIFIED).to_be(),
+        },
         imr_ifindex: ifindex as libc::c_int,
     };
     // SAFETY: setsockopt with a pointer to a live, correctly sized ip_mreqn.

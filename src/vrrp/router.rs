@@ -1,13 +1,16 @@
-//! The RFC 9568 §6 state machine for one virtual router. STUB: signatures only.
-#![allow(unused_variables, dead_code)]
+//! The RFC 9568 §6 state machine for one virtual router (v3, and v2 per
+//! RFC 3768). Pure: `handle(now, input) -> actions` and `poll_at()`; it does
+//! no I/O and reads no clock. `change_state` is the only writer of `state`.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Action, Input, RouterConfig, State};
-use crate::time::Instant;
+use super::{
+    Action, Advert, ChecksumForm, Discard, Input, Interval, Reason, Received, RouterConfig, RxError, State, Version,
+};
+use crate::time::{Instant, Micros};
 
 /// Counters of one router, shown by `vipctl status --json` (EX5).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,30 +43,483 @@ pub struct RouterStatus {
     pub counters: Counters,
 }
 
+/// Skew_Time (SM3). v3: ((256 - priority) × Master_Adver_Interval) / 256;
+/// v2: (256 - priority) / 256 seconds.
+pub fn skew_time(version: Version, priority: u8, master_adver_interval: Micros) -> Micros {
+    let p = 256 - u64::from(priority);
+    match version {
+        Version::V3 => Micros(p * master_adver_interval.0 / 256),
+        Version::V2 => Micros(p * 1_000_000 / 256),
+    }
+}
+
+/// Master_Down_Interval = 3 × Master_Adver_Interval + Skew_Time (SM3).
+pub fn master_down_interval(version: Version, priority: u8, master_adver_interval: Micros) -> Micros {
+    Micros(3 * master_adver_interval.0) + skew_time(version, priority, master_adver_interval)
+}
+
 pub struct Router {
     cfg: RouterConfig,
+    state: State,
+    local_addr: Option<IpAddr>,
+    /// Effective priority (base priority adjusted by tracking).
+    priority: u8,
+    link_up: bool,
+    /// Interval in use: ours as master, the master's as a v3 backup.
+    master_adver_interval: Micros,
+    /// Last interval adopted from a master that differs from ours (logged once per change).
+    adopted: Option<Interval>,
+    advert_timer: Option<Instant>,
+    master_down_timer: Option<Instant>,
+    /// ready + preempt_delay, while a backup waits to preempt (SM7).
+    preempt_deadline: Option<Instant>,
+    ready_at: Option<Instant>,
+    /// Second GARP/NA burst (EX3).
+    garp_timer: Option<Instant>,
+    master_addr: Option<IpAddr>,
+    master_priority: Option<u8>,
+    master_heard_at: Option<Instant>,
+    /// Checksum form to send (v3/IPv4), learnt from the peers (RX5).
+    tx_form: ChecksumForm,
+    counters: Counters,
 }
 
 impl Router {
     /// A router in Initialize; `local_addr` is our source / tie-break address.
     pub fn new(cfg: RouterConfig, local_addr: Option<IpAddr>) -> Self {
-        unimplemented!()
+        let mut counters = Counters::default();
+        for r in RxError::ALL {
+            counters.discards.insert(r.name().to_string(), 0);
+        }
+        Router {
+            priority: cfg.priority,
+            master_adver_interval: cfg.advert_interval.to_micros(),
+            tx_form: cfg.checksum_form,
+            cfg,
+            state: State::Initialize,
+            local_addr,
+            link_up: true,
+            adopted: None,
+            advert_timer: None,
+            master_down_timer: None,
+            preempt_deadline: None,
+            ready_at: None,
+            garp_timer: None,
+            master_addr: None,
+            master_priority: None,
+            master_heard_at: None,
+            counters,
+        }
     }
-    /// The only entry point: feed one input at `now`, get the actions in order.
-    pub fn handle(&mut self, now: Instant, input: Input) -> Vec<Action> {
-        unimplemented!()
-    }
-    /// Earliest deadline at which `handle(now, Input::Tick)` must be called.
-    pub fn poll_at(&self) -> Option<Instant> {
-        unimplemented!()
-    }
+
     pub fn state(&self) -> State {
-        unimplemented!()
+        self.state
     }
+
     pub fn config(&self) -> &RouterConfig {
         &self.cfg
     }
+
+    /// Earliest deadline at which `handle(now, Input::Tick)` must be called.
+    pub fn poll_at(&self) -> Option<Instant> {
+        match self.state {
+            State::Master => [self.advert_timer, self.garp_timer].into_iter().flatten().min(),
+            State::Backup => [self.master_down_timer, self.preempt_deadline]
+                .into_iter()
+                .flatten()
+                .min(),
+            State::Initialize | State::Fault => None,
+        }
+    }
+
     pub fn status(&self) -> RouterStatus {
-        unimplemented!()
+        RouterStatus {
+            name: self.cfg.name.clone(),
+            vrid: self.cfg.vrid,
+            state: self.state,
+            base_priority: self.cfg.priority,
+            effective_priority: self.priority,
+            master_addr: self.master_addr,
+            master_priority: self.master_priority,
+            advert_interval_us: self.cfg.advert_interval.to_micros().0,
+            master_adver_interval_us: self.master_adver_interval.0,
+            vips: self.cfg.vips.clone(),
+            counters: self.counters.clone(),
+        }
+    }
+
+    fn my_interval(&self) -> Micros {
+        self.cfg.advert_interval.to_micros()
+    }
+
+    fn mdi(&self) -> Micros {
+        master_down_interval(self.cfg.version, self.priority, self.master_adver_interval)
+    }
+
+    fn skew(&self) -> Micros {
+        skew_time(self.cfg.version, self.priority, self.master_adver_interval)
+    }
+
+    fn advert(&mut self, priority: u8) -> Action {
+        self.counters.adverts_sent += 1;
+        if priority == 0 {
+            self.counters.priority_zero_sent += 1;
+        }
+        Action::SendAdvert {
+            advert: Advert {
+                version: self.cfg.version,
+                vrid: self.cfg.vrid,
+                priority,
+                interval: self.cfg.advert_interval,
+                addrs: self.cfg.vips.clone(),
+                auth: self.cfg.auth,
+            },
+            checksum_form: self.tx_form,
+        }
+    }
+
+    fn discard(&mut self, d: Discard) -> Vec<Action> {
+        *self.counters.discards.entry(d.reason.name().to_string()).or_insert(0) += 1;
+        vec![Action::Discarded(d)]
+    }
+
+    /// The only entry point: feed one input at `now`, get the actions in order.
+    pub fn handle(&mut self, now: Instant, input: Input) -> Vec<Action> {
+        match input {
+            Input::Startup => {
+                if self.state != State::Initialize {
+                    return Vec::new();
+                }
+                self.startup(now, Reason::Startup)
+            }
+            Input::Shutdown => {
+                if self.state == State::Initialize {
+                    return Vec::new();
+                }
+                self.change_state(now, State::Initialize, Reason::Shutdown)
+            }
+            Input::Advert(Err(d)) => self.discard(d),
+            Input::Advert(Ok(r)) => self.on_advert(now, r),
+            Input::Tick => self.on_tick(now),
+            Input::LinkUp => {
+                self.link_up = true;
+                if self.state == State::Fault {
+                    self.startup(now, Reason::LinkUp)
+                } else {
+                    Vec::new()
+                }
+            }
+            Input::LinkDown => {
+                self.link_up = false;
+                match self.state {
+                    State::Backup | State::Master => self.change_state(now, State::Fault, Reason::LinkDown),
+                    State::Initialize | State::Fault => Vec::new(),
+                }
+            }
+            Input::LocalAddr(a) => {
+                self.local_addr = a;
+                Vec::new()
+            }
+            Input::SetPriority(p) => {
+                let p = p.max(1);
+                if p == self.priority {
+                    return Vec::new();
+                }
+                self.priority = p;
+                if self.state == State::Master {
+                    // Tell the backups at once (a lowered master may be preempted now).
+                    self.advert_timer = Some(now + self.my_interval());
+                    vec![self.advert(p)]
+                } else {
+                    Vec::new()
+                }
+            }
+            Input::Config(new) => self.on_config(now, new),
+        }
+    }
+
+    /// SM1 / SM2 (and SM14 on link up).
+    fn startup(&mut self, now: Instant, reason: Reason) -> Vec<Action> {
+        self.master_adver_interval = self.my_interval();
+        if !self.link_up {
+            return self.change_state(now, State::Fault, Reason::LinkDown);
+        }
+        if self.priority == 255 {
+            self.change_state(now, State::Master, Reason::AddressOwner)
+        } else {
+            self.change_state(now, State::Backup, reason)
+        }
+    }
+
+    fn on_advert(&mut self, now: Instant, r: Received) -> Vec<Action> {
+        let a = &r.advert;
+        let reason = if a.vrid != self.cfg.vrid {
+            Some(RxError::UnknownVrid)
+        } else if a.version != self.cfg.version {
+            Some(RxError::VersionMismatch)
+        } else if Some(r.src) == self.local_addr {
+            Some(RxError::OwnAddress)
+        } else if !self.cfg.unicast_peers.is_empty() && !self.cfg.unicast_peers.contains(&r.src) {
+            Some(RxError::NotAPeer)
+        } else if a.version == Version::V2 && a.interval != self.cfg.advert_interval {
+            Some(RxError::IntervalMismatch)
+        } else if a.version == Version::V2 && a.auth != self.cfg.auth {
+            Some(RxError::AuthMismatch)
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            return self.discard(Discard {
+                reason,
+                vrid: Some(a.vrid),
+                src: Some(r.src),
+            });
+        }
+        self.counters.adverts_received += 1;
+        let prio = a.priority;
+        if prio == 0 {
+            self.counters.priority_zero_received += 1;
+        }
+        if self.cfg.version == Version::V3 && r.src.is_ipv4() {
+            self.tx_form = r.checksum_form;
+        }
+        let mut out = Vec::new();
+        match self.state {
+            State::Initialize | State::Fault => {}
+            State::Backup => {
+                if prio == 0 {
+                    // SM5: the master is leaving; take over after Skew_Time.
+                    self.master_down_timer = Some(now + self.skew());
+                    self.master_priority = Some(0);
+                    return out;
+                }
+                let in_delay = self.preempt_deadline.is_some_and(|d| now < d);
+                let accept = !self.cfg.preempt || prio >= self.priority || in_delay;
+                self.master_addr = Some(r.src);
+                self.master_priority = Some(prio);
+                self.master_heard_at = Some(now);
+                if accept {
+                    // SM6: adopt the master's interval (v3, RX10) and reset the timer.
+                    if let Interval::V3(_) = a.interval {
+                        let adv = a.interval.to_micros();
+                        if adv != self.master_adver_interval
+                            || (a.interval != self.cfg.advert_interval && self.adopted != Some(a.interval))
+                        {
+                            self.master_adver_interval = adv;
+                            if a.interval != self.cfg.advert_interval && self.adopted != Some(a.interval) {
+                                out.push(Action::IntervalAdopted {
+                                    configured: self.cfg.advert_interval,
+                                    adopted: a.interval,
+                                    from: r.src,
+                                });
+                            }
+                            self.adopted = (a.interval != self.cfg.advert_interval).then_some(a.interval);
+                        }
+                    }
+                    self.master_down_timer = Some(now + self.mdi());
+                }
+                // else: preempt on and a lower priority: ignore; the timer fires.
+            }
+            State::Master => {
+                if prio == 0 {
+                    // SM9
+                    self.advert_timer = Some(now + self.my_interval());
+                    out.push(self.advert(self.priority));
+                    return out;
+                }
+                let higher_addr = match (r.src, self.local_addr) {
+                    (IpAddr::V4(s), Some(IpAddr::V4(l))) => u32::from(s) > u32::from(l),
+                    (IpAddr::V6(s), Some(IpAddr::V6(l))) => u128::from(s) > u128::from(l),
+                    (_, None) => true,
+                    _ => false,
+                };
+                if prio > self.priority || (prio == self.priority && higher_addr) {
+                    // SM10
+                    if let Interval::V3(_) = a.interval {
+                        self.master_adver_interval = a.interval.to_micros();
+                    }
+                    self.master_addr = Some(r.src);
+                    self.master_priority = Some(prio);
+                    self.master_heard_at = Some(now);
+                    let reason = if prio > self.priority {
+                        Reason::HigherPriority {
+                            priority: prio,
+                            from: r.src,
+                        }
+                    } else {
+                        Reason::EqualPriorityHigherAddress {
+                            priority: prio,
+                            from: r.src,
+                        }
+                    };
+                    return self.change_state(now, State::Backup, reason);
+                }
+                if prio < self.priority {
+                    // SM11 (RFC 9568): reassert at once.
+                    self.advert_timer = Some(now + self.my_interval());
+                    out.push(self.advert(self.priority));
+                }
+            }
+        }
+        out
+    }
+
+    fn on_tick(&mut self, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        match self.state {
+            State::Master => {
+                if self.advert_timer.is_some_and(|t| t <= now) {
+                    // SM8
+                    self.advert_timer = Some(now + self.my_interval());
+                    out.push(self.advert(self.priority));
+                }
+                if self.garp_timer.is_some_and(|t| t <= now) {
+                    self.garp_timer = None;
+                    out.push(Action::Announce {
+                        vips: self.cfg.vips.clone(),
+                        count: self.cfg.garp_master_repeat,
+                    });
+                }
+            }
+            State::Backup => {
+                if self.master_down_timer.is_some_and(|t| t <= now) {
+                    // SM4
+                    return self.change_state(now, State::Master, Reason::MasterDownTimer);
+                }
+                if self.preempt_deadline.is_some_and(|t| t <= now) {
+                    // SM7: the delay is over; preempt a lower-priority master still alive.
+                    self.preempt_deadline = None;
+                    let alive = self.master_heard_at.is_some_and(|h| now.since(h) < self.mdi());
+                    if self.cfg.preempt && alive && self.master_priority.is_some_and(|p| p > 0 && p < self.priority) {
+                        let priority = self.priority;
+                        return self.change_state(now, State::Master, Reason::PreemptHigherPriority { priority });
+                    }
+                }
+            }
+            State::Initialize | State::Fault => {}
+        }
+        out
+    }
+
+    fn on_config(&mut self, now: Instant, new: RouterConfig) -> Vec<Action> {
+        let old = std::mem::replace(&mut self.cfg, new);
+        let mut out = Vec::new();
+        if old.priority != self.cfg.priority {
+            self.priority = self.cfg.priority;
+        }
+        if old.advert_interval != self.cfg.advert_interval && self.state == State::Master {
+            self.master_adver_interval = self.my_interval();
+            self.advert_timer = Some(now + self.my_interval());
+        }
+        if self.cfg.version == Version::V2 || self.state != State::Backup {
+            self.master_adver_interval = self.my_interval();
+        }
+        if !self.cfg.preempt {
+            self.preempt_deadline = None;
+        }
+        if self.state == State::Master {
+            let gone: Vec<IpAddr> = old
+                .vips
+                .iter()
+                .filter(|v| !self.cfg.vips.contains(v))
+                .copied()
+                .collect();
+            let added: Vec<IpAddr> = self
+                .cfg
+                .vips
+                .iter()
+                .filter(|v| !old.vips.contains(v))
+                .copied()
+                .collect();
+            if !gone.is_empty() {
+                out.push(Action::RemoveVips(gone));
+            }
+            if !added.is_empty() {
+                out.push(Action::AddVips(added.clone()));
+                out.push(Action::Announce {
+                    vips: added,
+                    count: self.cfg.garp_master_repeat,
+                });
+            }
+            if old.priority != self.cfg.priority
+                || old.vips != self.cfg.vips
+                || old.advert_interval != self.cfg.advert_interval
+            {
+                self.advert_timer = Some(now + self.my_interval());
+                out.push(self.advert(self.priority));
+            }
+        }
+        out
+    }
+
+    /// Performs every transition: VIPs, announcements, timers, the state
+    /// change action. The only writer of `self.state`.
+    fn change_state(&mut self, now: Instant, to: State, reason: Reason) -> Vec<Action> {
+        let from = self.state;
+        let mut out = Vec::new();
+        if from == to {
+            return out;
+        }
+        self.advert_timer = None;
+        self.master_down_timer = None;
+        self.garp_timer = None;
+        if to != State::Backup {
+            self.preempt_deadline = None;
+        }
+        match to {
+            State::Master => {
+                // SM1 / SM4: advertise, take the VIPs, announce them.
+                self.master_adver_interval = self.my_interval();
+                self.adopted = None;
+                out.push(self.advert(self.priority));
+                out.push(Action::AddVips(self.cfg.vips.clone()));
+                out.push(Action::Announce {
+                    vips: self.cfg.vips.clone(),
+                    count: self.cfg.garp_master_repeat,
+                });
+                self.advert_timer = Some(now + self.my_interval());
+                if self.cfg.garp_master_delay.0 > 0 {
+                    self.garp_timer = Some(now + self.cfg.garp_master_delay);
+                }
+                self.master_addr = self.local_addr;
+                self.master_priority = Some(self.priority);
+                self.counters.became_master += 1;
+            }
+            State::Backup => {
+                if from == State::Master {
+                    // SM10 / SM13: a backup never holds the VIPs.
+                    out.push(Action::RemoveVips(self.cfg.vips.clone()));
+                } else {
+                    // Ready: from Initialize or Fault (SM7 counts from here).
+                    self.ready_at = Some(now);
+                    self.master_addr = None;
+                    self.master_priority = None;
+                    self.master_heard_at = None;
+                    self.preempt_deadline =
+                        (self.cfg.preempt && self.cfg.preempt_delay.0 > 0).then(|| now + self.cfg.preempt_delay);
+                }
+                self.master_down_timer = Some(now + self.mdi());
+            }
+            State::Fault => {
+                if from == State::Master {
+                    out.push(Action::RemoveVips(self.cfg.vips.clone()));
+                }
+                self.master_addr = None;
+                self.master_priority = None;
+            }
+            State::Initialize => {
+                if from == State::Master {
+                    // SM12: leave with priority 0 so a backup takes over after Skew_Time.
+                    out.push(self.advert(0));
+                    out.push(Action::RemoveVips(self.cfg.vips.clone()));
+                }
+                self.master_addr = None;
+                self.master_priority = None;
+            }
+        }
+        self.state = to;
+        self.counters.transitions += 1;
+        out.push(Action::StateChange { from, to, reason });
+        out
     }
 }
