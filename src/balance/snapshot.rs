@@ -48,6 +48,9 @@ impl Snapshot {
     /// Build a snapshot over `entries` (already filtered to the eligible set).
     /// `cursor` is the starting round-robin position (carried over from the
     /// previous snapshot so a rebuild does not restart at the first backend).
+    /// `configured` is the number of configured backends: it fixes the Maglev
+    /// table size, so health and admin changes do not change the size (which
+    /// would reshuffle every client).
     pub fn new(
         name: &str,
         algo: LbAlgo,
@@ -55,6 +58,7 @@ impl Snapshot {
         group: Option<Group>,
         entries: Vec<SnapshotEntry>,
         cursor: usize,
+        configured: usize,
     ) -> Self {
         let weights: Vec<u32> = entries.iter().map(|e| e.weight).collect();
         let wrr = if algo == LbAlgo::Wrr {
@@ -64,7 +68,7 @@ impl Snapshot {
         };
         let maglev = if algo == LbAlgo::Maglev {
             let keys: Vec<(Vec<u8>, u32)> = entries.iter().map(|e| (e.key.clone(), e.weight)).collect();
-            sched::maglev_table(&keys, sched::maglev_size(entries.len()))
+            sched::maglev_table(&keys, sched::maglev_size(configured.max(entries.len())))
         } else {
             Vec::new()
         };

@@ -100,7 +100,7 @@ impl Table {
     /// `Unknown` (no traffic until `rise` passes); without one, `Up`.
     pub fn new(spec: TableSpec, now: Instant) -> Result<Table, TableError> {
         check_duplicates(&spec)?;
-        let empty = Snapshot::new(&spec.name, spec.algo, 0, None, Vec::new(), 0);
+        let empty = Snapshot::new(&spec.name, spec.algo, 0, None, Vec::new(), 0, 0);
         let mut t = Table {
             name: spec.name,
             algo: spec.algo,
@@ -143,7 +143,15 @@ impl Table {
             .collect();
         self.generation += 1;
         let cursor = self.published.load().cursor();
-        let snap = Snapshot::new(&self.name, self.algo, self.generation, group, entries, cursor);
+        let snap = Snapshot::new(
+            &self.name,
+            self.algo,
+            self.generation,
+            group,
+            entries,
+            cursor,
+            self.backends.len(),
+        );
         self.published.store(Arc::new(snap));
     }
 
