@@ -9,12 +9,27 @@ pub const WRR_MAX_CYCLE: u64 = 16_384;
 
 /// FNV-1a over `bytes` seeded with `seed`, finished with the splitmix64 mixer.
 pub fn hash64(seed: u64, bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    Fnv::new(seed).write(bytes).finish()
+}
+
+/// Streaming form of [`hash64`] (no allocation on the pick path).
+#[derive(Clone, Copy, Debug)]
+pub struct Fnv(u64);
+
+impl Fnv {
+    pub fn new(seed: u64) -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325 ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15))
     }
-    mix64(h)
+    pub fn write(mut self, bytes: &[u8]) -> Self {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self
+    }
+    pub fn finish(self) -> u64 {
+        mix64(self.0)
+    }
 }
 
 fn mix64(mut z: u64) -> u64 {
@@ -32,12 +47,36 @@ pub fn addr_key(a: SocketAddr) -> Vec<u8> {
 
 /// The octets of an IP (IPv4-mapped IPv6 is hashed as its IPv4 form).
 pub fn ip_bytes(ip: IpAddr) -> Vec<u8> {
-    match ip {
-        IpAddr::V4(v4) => v4.octets().to_vec(),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.octets().to_vec(),
-            None => v6.octets().to_vec(),
-        },
+    IpKey::new(ip).as_bytes().to_vec()
+}
+
+/// The hash key of a client IP, on the stack.
+#[derive(Clone, Copy, Debug)]
+pub struct IpKey {
+    buf: [u8; 16],
+    len: usize,
+}
+
+impl IpKey {
+    pub fn new(ip: IpAddr) -> Self {
+        let v4 = |o: [u8; 4]| {
+            let mut buf = [0u8; 16];
+            buf[..4].copy_from_slice(&o);
+            IpKey { buf, len: 4 }
+        };
+        match ip {
+            IpAddr::V4(a) => v4(a.octets()),
+            IpAddr::V6(a) => match a.to_ipv4_mapped() {
+                Some(m) => v4(m.octets()),
+                None => IpKey {
+                    buf: a.octets(),
+                    len: 16,
+                },
+            },
+        }
+    }
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
     }
 }
 
@@ -97,11 +136,7 @@ pub fn smooth_wrr_cycle(weights: &[u32]) -> Vec<u32> {
 /// `client`: `weight / -ln(u)` with `u` uniform in (0,1) from the hash.
 /// Removing one backend only moves the clients that were on it.
 pub fn rendezvous_score(client: &[u8], backend: &[u8], weight: u32) -> f64 {
-    let mut buf = Vec::with_capacity(client.len() + backend.len() + 1);
-    buf.extend_from_slice(client);
-    buf.push(0xff);
-    buf.extend_from_slice(backend);
-    let h = hash64(0x5348, &buf);
+    let h = Fnv::new(0x5348).write(client).write(&[0xff]).write(backend).finish();
     let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
     f64::from(weight) / -u.ln()
 }

@@ -139,10 +139,10 @@ impl Snapshot {
                 best.map(|(e, _)| e)
             }
             LbAlgo::Sh => {
-                let ck = sched::ip_bytes(client.ip());
+                let ck = sched::IpKey::new(client.ip());
                 let mut best: Option<(&SnapshotEntry, f64)> = None;
                 for e in self.entries.iter().filter(|e| allowed(e)) {
-                    let s = sched::rendezvous_score(&ck, &e.key, e.weight);
+                    let s = sched::rendezvous_score(ck.as_bytes(), &e.key, e.weight);
                     if best.is_none_or(|(_, bs)| s > bs) {
                         best = Some((e, s));
                     }
@@ -154,7 +154,7 @@ impl Snapshot {
                 if m == 0 {
                     return None;
                 }
-                let slot = (hash64(0x6d67, &sched::ip_bytes(client.ip())) % m as u64) as usize;
+                let slot = (hash64(0x6d67, sched::IpKey::new(client.ip()).as_bytes()) % m as u64) as usize;
                 (0..m)
                     .map(|k| &self.entries[self.maglev[(slot + k) % m] as usize])
                     .find(|e| allowed(e))
