@@ -383,6 +383,9 @@ impl TableHandle {
     pub fn set_admin(&self, address: SocketAddr, admin: Admin) -> Result<(), TableError> {
         self.lock().set_admin(address, admin)
     }
+    pub fn set_weight(&self, address: SocketAddr, weight: u32) -> Result<(), TableError> {
+        self.lock().set_weight(address, weight)
+    }
     pub fn reconcile(&self, spec: TableSpec, now: Instant) -> Result<ReconcileReport, TableError> {
         self.lock().reconcile(spec, now)
     }

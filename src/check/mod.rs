@@ -131,6 +131,7 @@ async fn run_checker(table: TableHandle, spec: CheckSpec, clock: Clock, events: 
     let timeout = spec.timeout.to_duration().max(Duration::from_millis(1));
     let mut due: HashMap<BackendId, (SocketAddr, tokio::time::Instant)> = HashMap::new();
     let mut in_flight: HashSet<BackendId> = HashSet::new();
+    let mut task_ids: HashMap<tokio::task::Id, BackendId> = HashMap::new();
     let mut probes: JoinSet<(BackendId, CheckResult)> = JoinSet::new();
     loop {
         let backends = table.lock().backends();
@@ -154,15 +155,22 @@ async fn run_checker(table: TableHandle, spec: CheckSpec, clock: Clock, events: 
             }
             if in_flight.insert(*id) {
                 let (id, addr, kind) = (*id, *addr, spec.kind.clone());
-                probes.spawn(async move { (id, probe::run(&kind, addr, timeout).await) });
+                let task = probes.spawn(async move { (id, probe::run(&kind, addr, timeout).await) });
+                task_ids.insert(task.id(), id);
             }
         }
         let next = due.values().map(|d| d.1).min().unwrap_or(now + interval);
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {}
-            Some(done) = probes.join_next(), if !probes.is_empty() => {
-                let Ok((id, result)) = done else { continue };
-                in_flight.remove(&id);
+            Some(done) = probes.join_next_with_id(), if !probes.is_empty() => {
+                let task = match &done {
+                    Ok((task, _)) => *task,
+                    Err(e) => e.id(),
+                };
+                if let Some(id) = task_ids.remove(&task) {
+                    in_flight.remove(&id);
+                }
+                let Ok((_, (id, result))) = done else { continue };
                 let ev = {
                     let mut t = table.lock();
                     t.apply_check(id, result.ok, &result.detail, clock.now()).map(|ev| (t.name().to_string(), ev))
