@@ -462,3 +462,106 @@ fn handle_shares_snapshots_without_lock_and_status_serializes() {
     let back: Vec<vipd::balance::BackendStatus> = serde_json::from_str(&json).unwrap();
     assert_eq!(back, h.status());
 }
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Check(u8, bool),
+        Passive(u8),
+        Admin(u8, u8),
+        Weight(u8, u32),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0u8..6, any::<bool>()).prop_map(|(i, ok)| Op::Check(i, ok)),
+            1 => (0u8..6).prop_map(Op::Passive),
+            1 => (0u8..6, 0u8..3).prop_map(|(i, a)| Op::Admin(i, a)),
+            1 => (0u8..6, 0u32..4).prop_map(|(i, w)| Op::Weight(i, w)),
+        ]
+    }
+
+    fn algo() -> impl Strategy<Value = LbAlgo> {
+        prop_oneof![
+            Just(LbAlgo::Rr),
+            Just(LbAlgo::Wrr),
+            Just(LbAlgo::Lc),
+            Just(LbAlgo::Sh),
+            Just(LbAlgo::Maglev)
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn picks_are_always_eligible_and_in_the_best_group(
+            algo in algo(),
+            groups in proptest::collection::vec((any::<bool>(), 0u32..3), 6),
+            ops in proptest::collection::vec(op(), 0..60),
+        ) {
+            let backends: Vec<BackendSpec> = groups
+                .iter()
+                .enumerate()
+                .map(|(i, (backup, prio))| BackendSpec {
+                    address: addr(i as u8 + 1),
+                    weight: 1,
+                    backup: *backup,
+                    priority: *prio,
+                    admin: Admin::Ready,
+                })
+                .collect();
+            let p = HealthPolicy { rise: 2, fall: 2 };
+            let mut t = Table::new(spec(algo, Some(p), backends), T0).unwrap();
+            for (k, o) in ops.iter().enumerate() {
+                let now = Instant(k as u64);
+                match *o {
+                    Op::Check(i, ok) => { t.apply_check(BackendId(u32::from(i)), ok, "x", now); }
+                    Op::Passive(i) => { t.passive_failure(BackendId(u32::from(i)), "x", now); }
+                    Op::Admin(i, a) => {
+                        let a = [Admin::Ready, Admin::Drain, Admin::Maint][a as usize];
+                        t.set_admin(addr(i + 1), a).unwrap();
+                    }
+                    Op::Weight(i, w) => t.set_weight(addr(i + 1), w).unwrap(),
+                }
+                let st = t.status();
+                let eligible = |s: &vipd::balance::BackendStatus| {
+                    s.health == Health::Up && s.admin == Admin::Ready && s.weight > 0
+                };
+                let best = st.iter().filter(|s| eligible(s)).map(|s| (s.backup, s.priority)).min();
+                let snap = t.snapshot();
+                for c in 0..8 {
+                    match snap.pick(client(c), &[]) {
+                        None => prop_assert!(best.is_none()),
+                        Some((id, a)) => {
+                            let s = st.iter().find(|s| s.id == id).unwrap();
+                            prop_assert_eq!(s.address, a);
+                            prop_assert!(eligible(s), "{:?}", s);
+                            prop_assert_eq!(Some((s.backup, s.priority)), best);
+                            // excluding the pick never returns it again
+                            prop_assert_ne!(snap.pick(client(c), &[id]).map(|p| p.0), Some(id));
+                        }
+                    }
+                }
+                prop_assert_eq!(st.iter().filter(|s| s.serving).count(), snap.len());
+            }
+        }
+
+        #[test]
+        fn wrr_cycle_counts_equal_reduced_weights(ws in proptest::collection::vec(0u32..20, 1..8)) {
+            let t = Table::new(spec(LbAlgo::Wrr, None, weighted(&ws)), T0).unwrap();
+            let g = ws.iter().fold(0u32, |g, w| { let (mut a, mut b) = (g, *w); while b != 0 { (a, b) = (b, a % b); } a });
+            prop_assume!(g > 0);
+            let cycle: u32 = ws.iter().map(|w| w / g).sum();
+            let snap = t.snapshot();
+            let mut counts: HashMap<SocketAddr, u32> = HashMap::new();
+            for _ in 0..cycle * 3 {
+                *counts.entry(snap.pick(client(1), &[]).unwrap().1).or_default() += 1;
+            }
+            for (i, w) in ws.iter().enumerate() {
+                prop_assert_eq!(counts.get(&addr(i as u8 + 1)).copied().unwrap_or(0), 3 * w / g);
+            }
+        }
+    }
+}
