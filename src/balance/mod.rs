@@ -7,6 +7,26 @@
 //! [`Snapshot`] through an [`arc_swap::ArcSwap`] (no lock on the hot path);
 //! the control plane (checker, control socket, reload) mutates the [`Table`],
 //! which republishes a new snapshot after every change that matters.
+//!
+//! Data-plane use (one new connection, with redispatch):
+//! ```text
+//! let mut tried = Vec::new();
+//! for _ in 0..=retries {
+//!     let snap = handle.load();                       // lock-free
+//!     let Some(e) = snap.pick_entry(client, &tried) else { break };  // None: nothing eligible
+//!     let (id, addr, stats) = (e.id, e.address, e.stats.clone());
+//!     drop(snap);                                     // do not hold the guard across .await
+//!     match connect(addr, connect_timeout).await {
+//!         Ok(s) => { let _conn = stats.open(); /* splice; stats.add_bytes_in/out(n) */ return }
+//!         Err(err) => {
+//!             if let Some(ev) = handle.passive_failure(id, &detail(err), clock.now()) {
+//!                 crate::check::log_health_event(&name, &ev);
+//!             }
+//!             tried.push(id);
+//!         }
+//!     }
+//! }
+//! ```
 
 pub mod health;
 pub mod sched;
