@@ -126,9 +126,16 @@ pub fn spawn_checker(
     tokio::spawn(run_checker(table, spec, clock, events))
 }
 
+/// Longest check interval/timeout honoured (longer values are clamped).
+pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+
 async fn run_checker(table: TableHandle, spec: CheckSpec, clock: Clock, events: Option<UnboundedSender<HealthEvent>>) {
-    let interval = spec.interval.to_duration().max(Duration::from_millis(1));
-    let timeout = spec.timeout.to_duration().max(Duration::from_millis(1));
+    // Clamped so that no timer arithmetic below can overflow.
+    let interval = spec
+        .interval
+        .to_duration()
+        .clamp(Duration::from_millis(1), MAX_INTERVAL);
+    let timeout = spec.timeout.to_duration().clamp(Duration::from_millis(1), MAX_INTERVAL);
     let mut due: HashMap<BackendId, (SocketAddr, tokio::time::Instant)> = HashMap::new();
     let mut in_flight: HashSet<BackendId> = HashSet::new();
     let mut task_ids: HashMap<tokio::task::Id, BackendId> = HashMap::new();
@@ -136,12 +143,12 @@ async fn run_checker(table: TableHandle, spec: CheckSpec, clock: Clock, events: 
     loop {
         let backends = table.lock().backends();
         let now = tokio::time::Instant::now();
-        let n = backends.len() as u32;
+        let n = u32::try_from(backends.len()).unwrap_or(u32::MAX).max(1);
         due.retain(|id, _| backends.iter().any(|(b, _)| b == id));
         for (i, (id, addr)) in backends.iter().enumerate() {
             let entry = due
                 .entry(*id)
-                .or_insert_with(|| (*addr, now + interval * i as u32 / n.max(1)));
+                .or_insert_with(|| (*addr, now + interval / n * u32::try_from(i).unwrap_or(0)));
             entry.0 = *addr;
         }
         for (id, (addr, at)) in due.iter_mut() {
