@@ -798,13 +798,13 @@ impl Daemon {
 
     async fn on_request(&mut self, req: Request) -> Response {
         match req {
-            Request::Status => Response {
+            Request::Status {} => Response {
                 ok: true,
                 error: None,
                 status: Some(self.status()),
                 message: None,
             },
-            Request::Reload => match self.reload().await {
+            Request::Reload {} => match self.reload().await {
                 Ok(m) => Response::message(m),
                 Err(e) => Response::error(e),
             },

@@ -563,3 +563,78 @@ fn reload_keeps_unchanged_instance_and_refuses_bad_config__EX4() {
     assert_eq!(st["reloads"].as_u64(), Some(1));
     assert!(f.lab.has_addr(&f.ns("fe1"), VIP));
 }
+
+#[test]
+fn unicast_peers_elect_and_fail_over__RX14_TX2() {
+    let _g = netns_lock();
+    let mut f = front("uc", 3, false);
+    let body = |p: u8, me: u8, peer: u8| {
+        format!(
+            "virtual_router_id = 71\npriority = {p}\nadvert_int = 0.1\nvirtual_ipaddress = [\"{VIP}/24\"]\nunicast_src_ip = \"192.0.2.{me}\"\nunicast_peer = [\"192.0.2.{peer}\"]"
+        )
+    };
+    f.write_cfg("fe1", &body(150, 1, 2));
+    f.write_cfg("fe2", &body(100, 2, 1));
+    // fe3 is not a configured peer of anyone: its adverts must be refused.
+    f.write_cfg("fe3", &body(200, 3, 2));
+    f.start("fe1");
+    f.start("fe2");
+    f.wait_single_holder(VIP, "fe1", Duration::from_secs(10));
+    f.start("fe3");
+    // fe3 (priority 200) hears nobody and becomes master of its own; fe2 must
+    // count its adverts as not_a_peer and keep following fe1.
+    let (st, _) = poll_until(
+        "fe2 counts not_a_peer",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || {
+            let st = f.status("fe2")?;
+            (st["instances"][0]["counters"]["discards"]["not_a_peer"].as_u64()? >= 3).then_some(st)
+        },
+    );
+    assert_eq!(st["instances"][0]["master_addr"], "192.0.2.1");
+    assert_eq!(st["instances"][0]["state"], "backup");
+    f.lab.signal("fe3", libc::SIGTERM, Duration::from_secs(5));
+    f.lab.signal("fe1", libc::SIGKILL, Duration::from_secs(5));
+    f.lab.set_link("fe1", false);
+    poll_until(
+        "fe2 takes over (unicast)",
+        Duration::from_secs(5),
+        Duration::from_millis(10),
+        || f.holders(VIP).contains(&"fe2".to_string()).then_some(()),
+    );
+}
+
+/// systemd Type=notify: READY=1 arrives only once the first state is decided
+/// (the control socket then already answers with a non-init state).
+#[test]
+fn sd_notify_ready_after_first_state() {
+    let _g = netns_lock();
+    let mut f = front("sd", 1, false);
+    f.write_cfg("fe1", &v3(150, ""));
+    let path = f.lab.dir.join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&path).expect("bind notify socket");
+    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let ns = f.ns("fe1");
+    let cfg = f.cfg_path("fe1").display().to_string();
+    let env = format!("NOTIFY_SOCKET={}", path.display());
+    f.lab.spawn("fe1", &ns, &["env", &env, VIPD, "-c", &cfg]);
+    let mut buf = [0u8; 256];
+    let n = sock.recv(&mut buf).expect("READY=1 within 10 s");
+    let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(msg.contains("READY=1"), "got {msg:?}");
+    let state = f.state("fe1").expect("control socket answers once READY");
+    assert!(state == "backup" || state == "master", "state {state} at READY");
+    // SIGHUP reload is acknowledged with RELOADING=1 then READY=1.
+    let pid = f.lab.pid("fe1").expect("pid");
+    // SAFETY: kill(2) on a process this test started.
+    unsafe {
+        libc::kill(pid as i32, libc::SIGHUP);
+    }
+    let n = sock.recv(&mut buf).expect("RELOADING=1");
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("RELOADING=1"));
+    let n = sock.recv(&mut buf).expect("READY=1 after reload");
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("READY=1"));
+    let st = f.wait_status("fe1");
+    assert_eq!(st["reloads"].as_u64(), Some(1));
+}

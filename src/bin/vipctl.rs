@@ -50,7 +50,7 @@ fn main() -> ExitCode {
     }
     let timeout = Duration::from_secs_f64(cli.timeout);
     let (req, json) = match &cli.cmd {
-        Cmd::Status { json } => (Request::Status, *json),
+        Cmd::Status { json } => (Request::Status {}, *json),
         Cmd::Backend {
             state,
             virtual_server,
@@ -63,7 +63,7 @@ fn main() -> ExitCode {
             },
             false,
         ),
-        Cmd::Reload => (Request::Reload, false),
+        Cmd::Reload => (Request::Reload {}, false),
     };
     let resp = match control::call(&cli.socket, &req, timeout) {
         Ok(r) => r,

@@ -146,7 +146,7 @@ pub async fn serve(addr: SocketAddr, tx: mpsc::Sender<Envelope>) -> std::io::Res
                 ("404 Not Found", "try /metrics\n".to_string())
             } else {
                 let (otx, orx) = oneshot::channel();
-                match tx.send((Request::Status, otx)).await {
+                match tx.send((Request::Status {}, otx)).await {
                     Ok(()) => match orx.await {
                         Ok(resp) => match resp.status {
                             Some(st) => ("200 OK", render(&st)),

@@ -28,7 +28,7 @@ pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
     /// Everything `vipctl status` shows.
-    Status,
+    Status {},
     /// Change a backend's admin state: `state` is ready, drain or maint.
     Backend {
         virtual_server: String,
@@ -36,7 +36,7 @@ pub enum Request {
         state: String,
     },
     /// Reload the configuration file (as SIGHUP does), answering with the outcome.
-    Reload,
+    Reload {},
 }
 
 /// One VRRP instance as the daemon reports it.
@@ -236,7 +236,7 @@ mod tests {
 
     #[test]
     fn parses_requests_and_rejects_bad_ones() {
-        assert_eq!(parse_request(br#"{"cmd":"status"}"#), Ok(Request::Status));
+        assert_eq!(parse_request(br#"{"cmd":"status"}"#), Ok(Request::Status {}));
         assert!(parse_request(br#"{"cmd":"explode"}"#)
             .unwrap_err()
             .contains("unknown variant"));

@@ -271,6 +271,11 @@ impl Lab {
         }
     }
 
+    /// PID of a child we started and have not reaped.
+    pub fn pid(&self, label: &str) -> Option<u32> {
+        self.children.iter().find(|(l, _)| l == label).map(|(_, c)| c.id())
+    }
+
     /// Contents of a child's log.
     pub fn log(&self, label: &str) -> String {
         std::fs::read_to_string(self.dir.join(format!("{label}.log"))).unwrap_or_default()
