@@ -1,0 +1,299 @@
+//! Golden transcripts of the pure state machine: each case folder under
+//! tests/golden/ holds `steps.txt` (a config line and numbered input steps
+//! at virtual times in µs) and `expected.txt` (the actions and the state
+//! after each step). `VIPD_REGEN_GOLDEN=1 cargo test --test golden`
+//! rewrites the expected files; otherwise any difference fails with the
+//! first differing line.
+//!
+//! steps.txt DSL (one per line, `#` comments):
+//!   config prio=100 int=100 ver=3 preempt=true delay=0 vips=192.0.2.100 local=192.0.2.2 peers=A,B auth=pw garp=5 garp_delay=5000000
+//!   T startup | shutdown | tick | linkdown | linkup | prio N | localaddr A
+//!   T advert src=A prio=N [int=N] [ver=2|3] [vrid=N] [form=ph|mo] [auth=pw]
+//!   T discard REASON [vrid=N]
+//!   T config KEY=VALUE ... (same keys as the config line, applied to it)
+
+use std::fmt::Write;
+use std::net::IpAddr;
+use std::path::Path;
+
+use vipd::time::{Instant, Micros};
+use vipd::vrrp::router::Router;
+use vipd::vrrp::{
+    Action, Advert, Auth, Centis, ChecksumForm, Discard, Input, Interval, Received, RouterConfig, RxError, Secs,
+    Version,
+};
+
+fn kv(words: &[&str]) -> Vec<(String, String)> {
+    words
+        .iter()
+        .filter_map(|w| w.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn auth(pw: &str) -> Auth {
+    if pw.is_empty() {
+        return Auth::None;
+    }
+    let mut b = [0u8; 8];
+    b[..pw.len()].copy_from_slice(pw.as_bytes());
+    Auth::Simple(b)
+}
+
+fn interval(ver: Version, n: u32) -> Interval {
+    match ver {
+        Version::V3 => Interval::V3(Centis::new(n as u16).expect("interval")),
+        Version::V2 => Interval::V2(Secs::new(n as u8).expect("interval")),
+    }
+}
+
+fn apply_config(c: &mut RouterConfig, local: &mut Option<IpAddr>, pairs: &[(String, String)]) {
+    let mut int_n = None;
+    for (k, v) in pairs {
+        match k.as_str() {
+            "prio" => c.priority = v.parse().unwrap(),
+            "ver" => c.version = if v == "2" { Version::V2 } else { Version::V3 },
+            "int" => int_n = Some(v.parse::<u32>().unwrap()),
+            "preempt" => c.preempt = v == "true",
+            "delay" => c.preempt_delay = Micros(v.parse().unwrap()),
+            "vips" => c.vips = v.split(',').map(|a| a.parse().unwrap()).collect(),
+            "local" => *local = Some(v.parse().unwrap()),
+            "peers" => {
+                c.unicast_peers = v
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(|a| a.parse().unwrap())
+                    .collect()
+            }
+            "auth" => c.auth = auth(v),
+            "garp" => c.garp_master_repeat = v.parse().unwrap(),
+            "garp_delay" => c.garp_master_delay = Micros(v.parse().unwrap()),
+            "vrid" => c.vrid = v.parse().unwrap(),
+            other => panic!("unknown config key {other}"),
+        }
+    }
+    if let Some(n) = int_n {
+        c.advert_interval = interval(c.version, n);
+    } else if matches!((c.version, c.advert_interval), (Version::V2, Interval::V3(_))) {
+        c.advert_interval = interval(Version::V2, 1);
+    }
+}
+
+fn base_config() -> RouterConfig {
+    RouterConfig {
+        name: "VI_1".into(),
+        vrid: 51,
+        priority: 100,
+        version: Version::V3,
+        advert_interval: Interval::V3(Centis::new(100).unwrap()),
+        preempt: true,
+        preempt_delay: Micros::ZERO,
+        vips: vec!["192.0.2.100".parse().unwrap()],
+        unicast_peers: vec![],
+        auth: Auth::None,
+        checksum_form: ChecksumForm::PseudoHeader,
+        garp_master_repeat: 5,
+        garp_master_delay: Micros(5_000_000),
+    }
+}
+
+fn reason(s: &str) -> RxError {
+    RxError::ALL
+        .iter()
+        .find(|r| r.name() == s)
+        .cloned()
+        .unwrap_or_else(|| panic!("unknown reason {s}"))
+}
+
+fn fmt_interval(i: Interval) -> String {
+    match i {
+        Interval::V3(c) => format!("{}cs", c.get()),
+        Interval::V2(s) => format!("{}s", s.get()),
+    }
+}
+
+fn fmt_ips(v: &[IpAddr]) -> String {
+    v.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",")
+}
+
+fn fmt_action(a: &Action) -> String {
+    match a {
+        Action::SendAdvert { advert, checksum_form } => format!(
+            "send_advert v{} vrid={} prio={} int={} addrs={} form={:?}",
+            advert.version.number(),
+            advert.vrid,
+            advert.priority,
+            fmt_interval(advert.interval),
+            fmt_ips(&advert.addrs),
+            checksum_form
+        ),
+        Action::AddVips(v) => format!("add_vips {}", fmt_ips(v)),
+        Action::RemoveVips(v) => format!("remove_vips {}", fmt_ips(v)),
+        Action::Announce { vips, count } => format!("announce {} x{count}", fmt_ips(vips)),
+        Action::StateChange { from, to, reason } => format!("state {} -> {} ({reason})", from.name(), to.name()),
+        Action::Discarded(d) => format!("discarded {}", d.reason.name()),
+        Action::IntervalAdopted {
+            configured,
+            adopted,
+            from,
+        } => {
+            format!(
+                "interval_adopted configured={} adopted={} from={from}",
+                fmt_interval(*configured),
+                fmt_interval(*adopted)
+            )
+        }
+    }
+}
+
+fn run_case(dir: &Path) -> String {
+    let steps = std::fs::read_to_string(dir.join("steps.txt")).expect("steps.txt");
+    let mut out = String::new();
+    let mut cfg = base_config();
+    let mut local: Option<IpAddr> = Some("192.0.2.2".parse().unwrap());
+    let mut router: Option<Router> = None;
+    for (n, line) in steps.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words[0] == "config" && router.is_none() {
+            apply_config(&mut cfg, &mut local, &kv(&words[1..]));
+            let _ = writeln!(out, "{line}");
+            continue;
+        }
+        let r = router.get_or_insert_with(|| Router::new(cfg.clone(), local));
+        let t = Instant(words[0].parse().unwrap_or_else(|_| panic!("line {}: time", n + 1)));
+        let input = match words[1] {
+            "startup" => Input::Startup,
+            "shutdown" => Input::Shutdown,
+            "tick" => Input::Tick,
+            "linkdown" => Input::LinkDown,
+            "linkup" => Input::LinkUp,
+            "prio" => Input::SetPriority(words[2].parse().unwrap()),
+            "localaddr" => Input::LocalAddr(Some(words[2].parse().unwrap())),
+            "discard" => {
+                let p = kv(&words[3..]);
+                let vrid = p.iter().find(|(k, _)| k == "vrid").map(|(_, v)| v.parse().unwrap());
+                Input::Advert(Err(Discard {
+                    reason: reason(words[2]),
+                    vrid,
+                    src: Some("192.0.2.9".parse().unwrap()),
+                }))
+            }
+            "advert" => {
+                let p = kv(&words[2..]);
+                let get = |k: &str| p.iter().find(|(kk, _)| kk == k).map(|(_, v)| v.clone());
+                let ver = if get("ver").as_deref() == Some("2") {
+                    Version::V2
+                } else {
+                    Version::V3
+                };
+                let int_n: u32 = get("int").map(|v| v.parse().unwrap()).unwrap_or(match ver {
+                    Version::V3 => 100,
+                    Version::V2 => 1,
+                });
+                let src: IpAddr = get("src").expect("src").parse().unwrap();
+                Input::Advert(Ok(Received {
+                    src,
+                    dst: "224.0.0.18".parse().unwrap(),
+                    ttl: 255,
+                    checksum_form: if get("form").as_deref() == Some("mo") {
+                        ChecksumForm::MessageOnly
+                    } else {
+                        ChecksumForm::PseudoHeader
+                    },
+                    advert: Advert {
+                        version: ver,
+                        vrid: get("vrid").map(|v| v.parse().unwrap()).unwrap_or(51),
+                        priority: get("prio").expect("prio").parse().unwrap(),
+                        interval: interval(ver, int_n),
+                        addrs: vec!["192.0.2.100".parse().unwrap()],
+                        auth: auth(&get("auth").unwrap_or_default()),
+                    },
+                }))
+            }
+            "config" => {
+                let mut c = r.config().clone();
+                let mut l = local;
+                apply_config(&mut c, &mut l, &kv(&words[2..]));
+                Input::Config(c)
+            }
+            other => panic!("line {}: unknown input {other}", n + 1),
+        };
+        let actions = r.handle(t, input);
+        let _ = writeln!(out, "#{} t={} {}", n + 1, t.0, words[1..].join(" "));
+        for a in &actions {
+            let _ = writeln!(out, "  {}", fmt_action(a));
+        }
+        let st = r.status();
+        let _ = writeln!(
+            out,
+            "  => state={} prio={} master={} poll_at={}",
+            st.state.name(),
+            st.effective_priority,
+            st.master_addr.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
+            r.poll_at().map(|p| p.0.to_string()).unwrap_or_else(|| "-".into())
+        );
+    }
+    if let Some(r) = &router {
+        let c = &r.status().counters;
+        let d: Vec<String> = c
+            .discards
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, n)| format!("{k}={n}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "counters sent={} received={} prio0_sent={} prio0_received={} transitions={} became_master={} discards=[{}]",
+            c.adverts_sent,
+            c.adverts_received,
+            c.priority_zero_sent,
+            c.priority_zero_received,
+            c.transitions,
+            c.became_master,
+            d.join(" ")
+        );
+    }
+    out
+}
+
+#[test]
+fn golden_transcripts() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let regen = std::env::var_os("VIPD_REGEN_GOLDEN").is_some();
+    let mut cases: Vec<_> = std::fs::read_dir(&root)
+        .expect("tests/golden")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 20, "expected the golden cases, found {}", cases.len());
+    let mut failures = Vec::new();
+    for dir in cases.iter().filter(|p| p.is_dir()) {
+        let got = run_case(dir);
+        let exp_path = dir.join("expected.txt");
+        if regen {
+            std::fs::write(&exp_path, &got).unwrap();
+            continue;
+        }
+        let exp = std::fs::read_to_string(&exp_path).unwrap_or_default();
+        if exp != got {
+            let first = exp
+                .lines()
+                .zip(got.lines())
+                .enumerate()
+                .find(|(_, (a, b))| a != b)
+                .map(|(i, (a, b))| format!("line {}:\n  expected: {a}\n  got:      {b}", i + 1))
+                .unwrap_or_else(|| "length differs".into());
+            failures.push(format!("{}: {first}", dir.file_name().unwrap().to_string_lossy()));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "golden mismatches (VIPD_REGEN_GOLDEN=1 to regenerate):\n{}",
+        failures.join("\n")
+    );
+}
