@@ -24,7 +24,7 @@ def main():
     ap.add_argument("--interval", type=float, default=0.005)
     ap.add_argument("--duration", type=float, default=20.0)
     ap.add_argument("--timeout", type=float, default=0.05)
-    ap.add_argument("--until", default=None, help="stop once an answer contains this after the first change")
+    ap.add_argument("--until-change", action="store_true", help="stop once a different front node (the part after 'via') answers")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     start = time.monotonic(); last_ok = None; last_who = None; max_gap = 0.0
@@ -40,13 +40,14 @@ def main():
             if last_ok is not None:
                 max_gap = max(max_gap, t - last_ok)
             last_ok = t
-        key = (who or "").split(" ")[-1] if who else None
-        if who != last_who:
+        # Who answered: the front node ("... via 198.51.100.2") if the backend says so.
+        key = who.split(" via ")[-1] if who else None
+        if key != last_who:
             changes.append((round((t - start) * 1000, 1), who))
-            if last_who is not None:
+            if last_who is not None and key is not None:
                 changed = True
-            last_who = who
-        if a.until and changed and who and a.until in who:
+            last_who = key
+        if a.until_change and changed:
             break
         delay = a.interval - (time.monotonic() - t)
         if delay > 0:
