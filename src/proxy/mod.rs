@@ -216,7 +216,7 @@ impl Balancer {
         let shared = Arc::new(Shared {
             cfg: ArcSwap::from_pointee(vs.clone()),
             table: table.clone(),
-            clock: self.clock.clone(),
+            clock: self.clock,
             serving: AtomicBool::new(false),
             active: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
@@ -227,7 +227,7 @@ impl Balancer {
         let checker = vs
             .check
             .as_ref()
-            .map(|c| check::spawn_checker(table, check_spec(c), self.clock.clone(), None));
+            .map(|c| check::spawn_checker(table, check_spec(c), self.clock, None));
         let listener = match vs.protocol {
             Protocol::Tcp => tokio::spawn(tcp::serve(shared.clone(), master.clone())),
             Protocol::Udp => tokio::spawn(udp::serve(shared.clone(), master.clone())),
@@ -325,7 +325,7 @@ impl Balancer {
                             c.abort();
                         }
                         rt.checker = vs.check.as_ref().map(|c| {
-                            check::spawn_checker(rt.shared.table.clone(), check_spec(c), self.clock.clone(), None)
+                            check::spawn_checker(rt.shared.table.clone(), check_spec(c), self.clock, None)
                         });
                     }
                     rt.shared.cfg.store(Arc::new(vs.clone()));
