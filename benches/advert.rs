@@ -54,7 +54,8 @@ fn packet() -> Vec<u8> {
 
 fn bench(c: &mut Criterion) {
     let pkt = packet();
-    let local = Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)));
+    let local_ip = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
+    let local = Some(local_ip);
     let mut backup = Router::new(cfg(100), local);
     backup.handle(Instant(0), Input::Startup);
     let mut t = 0u64;
@@ -73,7 +74,7 @@ fn bench(c: &mut Criterion) {
             };
             let out = wire::emit(
                 &advert,
-                local.unwrap(),
+                local_ip,
                 IpAddr::V4(wire::GROUP_V4),
                 ChecksumForm::PseudoHeader,
             );

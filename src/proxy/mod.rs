@@ -324,9 +324,10 @@ impl Balancer {
                         if let Some(c) = rt.checker.take() {
                             c.abort();
                         }
-                        rt.checker = vs.check.as_ref().map(|c| {
-                            check::spawn_checker(rt.shared.table.clone(), check_spec(c), self.clock, None)
-                        });
+                        rt.checker = vs
+                            .check
+                            .as_ref()
+                            .map(|c| check::spawn_checker(rt.shared.table.clone(), check_spec(c), self.clock, None));
                     }
                     rt.shared.cfg.store(Arc::new(vs.clone()));
                     next.push((name, rt));
