@@ -1,0 +1,363 @@
+//! Namespace integration tests of the L4 balancer (root): client namespace →
+//! VIP on a real vipd node → three backend namespaces running real servers
+//! (scripts/backend.py: TCP one-shot answer, TCP echo, UDP echo, HTTP /health).
+#![allow(non_snake_case)]
+
+mod common;
+use common::*;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+const VIPD: &str = env!("CARGO_BIN_EXE_vipd");
+const VIPCTL: &str = env!("CARGO_BIN_EXE_vipctl");
+const BACKEND: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/backend.py");
+const VIP: &str = "192.0.2.100";
+
+struct Bal {
+    lab: Lab,
+    fronts: Vec<String>,
+}
+
+/// `fronts` front nodes (priorities 150, 100), a client, three backends.
+fn bal(tag: &str, fronts: usize) -> Bal {
+    let mut lab = Lab::new(tag);
+    let mut names = Vec::new();
+    for i in 1..=fronts {
+        let a = format!("192.0.2.{i}/24");
+        let b = format!("198.51.100.{i}/24");
+        lab.add_host(&format!("fe{i}"), &[&a, &b]);
+        names.push(format!("fe{i}"));
+    }
+    lab.add_host("client", &["192.0.2.50/24"]);
+    for i in 1..=3 {
+        let a = format!("198.51.100.1{i}/24");
+        let ns = lab.add_host(&format!("be{i}"), &[&a]);
+        let name = format!("be{i}");
+        lab.spawn(&name, &ns, &["python3", BACKEND, &name, "6000", "8686"]);
+    }
+    Bal { lab, fronts: names }
+}
+
+impl Bal {
+    fn sock(&self, fe: &str) -> String {
+        self.lab.dir.join(format!("{fe}.sock")).display().to_string()
+    }
+    fn start(&mut self, fe: &str, prio: u8, servers: &str) {
+        let cfg = format!(
+            "[global]\ncontrol_socket = \"{}\"\n\n[vrrp_instance.VI_1]\ninterface = \"eth0\"\nvirtual_router_id = 51\npriority = {prio}\nadvert_int = 0.1\nvirtual_ipaddress = [\"{VIP}/24\"]\n\n{servers}\n",
+            self.sock(fe)
+        );
+        let path = self.lab.dir.join(format!("{fe}.toml"));
+        std::fs::write(&path, cfg).unwrap();
+        let ns = self.lab.ns(fe);
+        self.lab
+            .spawn(fe, &ns, &[VIPD, "-c", &path.display().to_string(), "--log", "debug"]);
+    }
+    fn status(&self, fe: &str) -> Option<Value> {
+        let out = run(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.lab.ns(fe),
+            VIPCTL,
+            "--socket",
+            &self.sock(fe),
+            "status",
+            "--json",
+        ]);
+        serde_json::from_slice(&out.stdout).ok()
+    }
+    fn vipctl(&self, fe: &str, args: &[&str]) -> std::process::Output {
+        let ns = self.lab.ns(fe);
+        let sock = self.sock(fe);
+        let mut argv = vec!["ip", "netns", "exec", &ns, VIPCTL, "--socket", &sock];
+        argv.extend_from_slice(args);
+        run(&argv)
+    }
+    /// Health of each backend of the first virtual server, by address.
+    fn health(&self, fe: &str) -> Vec<(String, String)> {
+        let Some(st) = self.status(fe) else { return vec![] };
+        st["virtual_servers"][0]["backends"]
+            .as_array()
+            .map(|bs| {
+                bs.iter()
+                    .map(|b| {
+                        (
+                            b["address"].as_str().unwrap_or("").to_string(),
+                            b["health"].as_str().unwrap_or("").to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+    fn wait_health(&self, fe: &str, addr: &str, want: &str, limit: Duration) -> Duration {
+        poll_until(
+            &format!("{addr} {want} on {fe}"),
+            limit,
+            Duration::from_millis(20),
+            || {
+                self.health(fe)
+                    .iter()
+                    .any(|(a, h)| a == addr && h == want)
+                    .then_some(())
+            },
+        )
+        .1
+    }
+    fn wait_all_up(&self, fe: &str) {
+        poll_until(
+            "all backends up",
+            Duration::from_secs(15),
+            Duration::from_millis(50),
+            || {
+                let h = self.health(fe);
+                (h.len() == 3 && h.iter().all(|(_, x)| x == "up")).then_some(())
+            },
+        );
+    }
+    /// `n` one-shot TCP connections from the client to VIP:port; each answer (or None).
+    fn connect_many(&self, n: usize, port: u16) -> Vec<Option<String>> {
+        let script = format!(
+            "import socket, json\nout = []\nfor _ in range({n}):\n    try:\n        s = socket.create_connection(('{VIP}', {port}), timeout=3)\n        s.settimeout(3)\n        d = s.recv(200).decode().strip()\n        out.append(d or None)\n        s.close()\n    except OSError:\n        out.append(None)\nprint(json.dumps(out))\n"
+        );
+        let out = sh(&["ip", "netns", "exec", &self.lab.ns("client"), "python3", "-c", &script]);
+        serde_json::from_str(out.trim()).expect("client output")
+    }
+}
+
+fn tcp_server(algo: &str, extra: &str) -> String {
+    format!(
+        "[virtual_server.ingest]\nlisten = \"{VIP}:6000\"\nprotocol = \"tcp\"\nlb_algo = \"{algo}\"\nvrrp_instance = \"VI_1\"\nconnect_timeout = \"300ms\"\ncheck = {{ type = \"http\", port = 8686, path = \"/health\", interval = \"500ms\", timeout = \"300ms\", rise = 2, fall = 2 }}\nreal_server = [\n  {{ address = \"198.51.100.11:6000\" }},\n  {{ address = \"198.51.100.12:6000\" }},\n  {{ address = \"198.51.100.13:6000\" }},\n]\n{extra}\n"
+    )
+}
+
+fn count(answers: &[Option<String>], who: &str) -> usize {
+    answers
+        .iter()
+        .filter(|a| a.as_deref().is_some_and(|s| s.starts_with(who)))
+        .count()
+}
+
+#[test]
+fn rr_spreads_connections_evenly_and_status_shows_backends() {
+    let _g = netns_lock();
+    let mut b = bal("brr", 1);
+    b.start("fe1", 150, &tcp_server("rr", ""));
+    b.wait_all_up("fe1");
+    let answers = b.connect_many(30, 6000);
+    assert!(answers.iter().all(|a| a.is_some()), "failed connections: {answers:?}");
+    for be in ["be1", "be2", "be3"] {
+        assert_eq!(count(&answers, be), 10, "rr share of {be}: {answers:?}");
+    }
+    assert!(answers
+        .iter()
+        .all(|a| a.as_deref().unwrap_or("").ends_with("via 198.51.100.1")));
+    let out = b.vipctl("fe1", &["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("ingest tcp 192.0.2.100:6000 rr") && text.contains("198.51.100.12:6000"),
+        "{text}"
+    );
+    let st = b.status("fe1").unwrap();
+    let total: u64 = st["virtual_servers"][0]["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["total_connections"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(total, 30);
+}
+
+#[test]
+fn killed_backend_is_ejected_and_no_client_connection_fails() {
+    let _g = netns_lock();
+    let mut b = bal("bkl", 1);
+    b.start("fe1", 150, &tcp_server("rr", ""));
+    b.wait_all_up("fe1");
+    let t = Instant::now();
+    b.lab.signal("be2", libc::SIGKILL, Duration::from_secs(5));
+    // Right away: connections to be2 are refused, the client is redispatched.
+    let answers = b.connect_many(12, 6000);
+    assert!(
+        answers.iter().all(|a| a.is_some()),
+        "a client saw the dead backend: {answers:?}"
+    );
+    assert_eq!(count(&answers, "be2"), 0);
+    // Removed within interval × fall (1 s) plus margin; passive failures count at once.
+    b.wait_health("fe1", "198.51.100.12:6000", "down", Duration::from_secs(5));
+    assert!(t.elapsed() < Duration::from_secs(5));
+    let answers = b.connect_many(12, 6000);
+    assert!(answers.iter().all(|a| a.is_some()));
+    assert_eq!(count(&answers, "be1"), 6);
+    assert_eq!(count(&answers, "be3"), 6);
+}
+
+#[test]
+fn blackholed_backend_is_ejected_by_check_timeout_and_returns_after_rise() {
+    let _g = netns_lock();
+    let mut b = bal("bbh", 1);
+    b.start("fe1", 150, &tcp_server("rr", ""));
+    b.wait_all_up("fe1");
+    b.lab.set_link("be3", false);
+    // 500 ms interval, 300 ms timeout, fall 2: about 1.3 s; allow generous slack.
+    let took = b.wait_health("fe1", "198.51.100.13:6000", "down", Duration::from_secs(8));
+    assert!(took < Duration::from_secs(8));
+    let st = b.status("fe1").unwrap();
+    let be3 = st["virtual_servers"][0]["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["address"] == "198.51.100.13:6000")
+        .cloned()
+        .unwrap();
+    assert!(
+        be3["last_change"].as_str().unwrap_or("").contains("timeout")
+            || be3["last_check"].as_str().unwrap_or("").contains("timeout"),
+        "{be3}"
+    );
+    let answers = b.connect_many(10, 6000);
+    assert!(answers.iter().all(|a| a.is_some()), "{answers:?}");
+    assert_eq!(count(&answers, "be3"), 0);
+    // The link returns: back after `rise` (2) passed checks.
+    b.lab.set_link("be3", true);
+    b.wait_health("fe1", "198.51.100.13:6000", "up", Duration::from_secs(8));
+    let answers = b.connect_many(30, 6000);
+    assert!(count(&answers, "be3") >= 9, "{answers:?}");
+}
+
+#[test]
+fn drain_keeps_open_stream_while_new_ones_go_elsewhere_and_maint_closes_it() {
+    let _g = netns_lock();
+    let mut b = bal("bdr", 1);
+    let echo = format!(
+        "[virtual_server.echo]\nlisten = \"{VIP}:6001\"\nlb_algo = \"rr\"\nvrrp_instance = \"VI_1\"\ncheck = {{ type = \"tcp\", interval = \"500ms\", timeout = \"300ms\", rise = 1, fall = 2 }}\nreal_server = [\n  {{ address = \"198.51.100.11:6001\" }},\n  {{ address = \"198.51.100.12:6001\" }},\n  {{ address = \"198.51.100.13:6001\" }},\n]\n"
+    );
+    b.start("fe1", 150, &echo);
+    b.wait_all_up("fe1");
+    // A long-lived stream: one line every 100 ms for at most 8 s, logging answers.
+    let script = format!(
+        "import socket, time, sys\ns = socket.create_connection(('{VIP}', 6001), timeout=3)\ns.settimeout(3)\nf = s.makefile('rb')\nfor i in range(80):\n    try:\n        s.sendall(b'line%d\\n' % i)\n        l = f.readline()\n    except OSError as e:\n        print('ERROR', e, flush=True); break\n    if not l:\n        print('CLOSED', flush=True); break\n    print(l.decode().strip(), flush=True)\n    time.sleep(0.1)\n"
+    );
+    let ns = b.lab.ns("client");
+    b.lab.spawn("stream", &ns, &["python3", "-u", "-c", &script]);
+    let (first, _) = poll_until(
+        "stream answers",
+        Duration::from_secs(5),
+        Duration::from_millis(20),
+        || {
+            let log = b.lab.log("stream");
+            log.lines()
+                .next()
+                .map(|l| l.split(':').next().unwrap_or("").to_string())
+        },
+    );
+    let idx = first.trim_start_matches("be").to_string();
+    let addr = format!("198.51.100.1{idx}:6001");
+    let out = b.vipctl("fe1", &["backend", "drain", "echo", &addr]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines_at_drain = b.lab.log("stream").lines().count();
+    // New connections avoid the drained backend.
+    let script2 = format!(
+        "import socket\nfor _ in range(10):\n    s = socket.create_connection(('{VIP}', 6001), timeout=3); s.settimeout(3)\n    s.sendall(b'x\\n'); print(s.recv(100).decode().strip()); s.close()\n"
+    );
+    let out = sh(&["ip", "netns", "exec", &ns, "python3", "-c", &script2]);
+    assert_eq!(out.lines().count(), 10, "{out}");
+    assert!(
+        !out.contains(&format!("{first}:")),
+        "a new connection went to the drained {first}: {out}"
+    );
+    // The open stream kept flowing through the drain.
+    poll_until(
+        "stream continues after drain",
+        Duration::from_secs(5),
+        Duration::from_millis(50),
+        || (b.lab.log("stream").lines().filter(|l| l.starts_with(&first)).count() > lines_at_drain + 3).then_some(()),
+    );
+    assert!(!b.lab.log("stream").contains("CLOSED") && !b.lab.log("stream").contains("ERROR"));
+    // maint closes it.
+    let out = b.vipctl("fe1", &["backend", "maint", "echo", &addr]);
+    assert!(out.status.success());
+    poll_until(
+        "maint closes the stream",
+        Duration::from_secs(5),
+        Duration::from_millis(50),
+        || {
+            let log = b.lab.log("stream");
+            (log.contains("CLOSED") || log.contains("ERROR")).then_some(())
+        },
+    );
+    // Bad requests are clear errors.
+    let out = b.vipctl("fe1", &["backend", "drain", "nope", &addr]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no virtual_server"));
+}
+
+#[test]
+fn udp_flows_are_balanced_and_answered() {
+    let _g = netns_lock();
+    let mut b = bal("bud", 1);
+    let udp = format!(
+        "[virtual_server.syslog]\nlisten = \"{VIP}:6000\"\nprotocol = \"udp\"\nlb_algo = \"rr\"\nvrrp_instance = \"VI_1\"\ncheck = {{ type = \"tcp\", port = 6000, interval = \"500ms\", timeout = \"300ms\", rise = 1, fall = 2 }}\nreal_server = [\n  {{ address = \"198.51.100.11:6000\" }},\n  {{ address = \"198.51.100.12:6000\" }},\n  {{ address = \"198.51.100.13:6000\" }},\n]\n"
+    );
+    b.start("fe1", 150, &udp);
+    b.wait_all_up("fe1");
+    let script = format!(
+        "import socket\nfor i in range(6):\n    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(2)\n    for k in range(3):\n        u.sendto(b'msg%d' % k, ('{VIP}', 6000))\n        print(u.recv(200).decode())\n    u.close()\n"
+    );
+    let out = sh(&["ip", "netns", "exec", &b.lab.ns("client"), "python3", "-c", &script]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 18, "{out}");
+    // One flow per client socket: the three datagrams of a flow hit one backend.
+    for flow in lines.chunks(3) {
+        let who = flow[0].split(':').next().unwrap();
+        assert!(
+            flow.iter().all(|l| l.starts_with(who)),
+            "flow split across backends: {flow:?}"
+        );
+    }
+    for be in ["be1", "be2", "be3"] {
+        assert_eq!(lines.iter().filter(|l| l.starts_with(be)).count(), 6, "{out}");
+    }
+}
+
+#[test]
+fn vrrp_failover_moves_the_service_to_the_backup() {
+    let _g = netns_lock();
+    let mut b = bal("bfo", 2);
+    let srv = tcp_server("rr", "");
+    b.start("fe1", 150, &srv);
+    b.start("fe2", 100, &srv);
+    b.wait_all_up("fe1");
+    b.wait_all_up("fe2");
+    let answers = b.connect_many(6, 6000);
+    assert!(
+        answers
+            .iter()
+            .all(|a| a.as_deref().unwrap_or("").ends_with("via 198.51.100.1")),
+        "{answers:?}"
+    );
+    let st = b.status("fe2").unwrap();
+    assert_eq!(st["virtual_servers"][0]["serving"], false, "the backup must not accept");
+    b.lab.signal("fe1", libc::SIGKILL, Duration::from_secs(5));
+    b.lab.set_link("fe1", false);
+    poll_until(
+        "the backup answers on the VIP",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || {
+            let a = b.connect_many(1, 6000);
+            a[0].as_deref()
+                .is_some_and(|s| s.ends_with("via 198.51.100.2"))
+                .then_some(())
+        },
+    );
+    let answers = b.connect_many(6, 6000);
+    assert!(
+        answers
+            .iter()
+            .all(|a| a.as_deref().unwrap_or("").ends_with("via 198.51.100.2")),
+        "{answers:?}"
+    );
+    assert_eq!(b.status("fe2").unwrap()["virtual_servers"][0]["serving"], true);
+    let _ = &b.fronts;
+}
