@@ -1,0 +1,279 @@
+//! Configuration: every shipped example parses; every bad value is an error
+//! naming file, line, key and what is allowed; `vipd --check` exit codes.
+
+use std::net::IpAddr;
+use vipd::config::{self, Admin, CheckKind, LbAlgo, Protocol};
+use vipd::time::Micros;
+use vipd::vrrp::{Centis, Interval, Version};
+
+const VIPD: &str = env!("CARGO_BIN_EXE_vipd");
+
+#[test]
+fn every_example_config_parses() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap().flatten() {
+        if e.path().extension().is_some_and(|x| x == "toml") {
+            config::load(&e.path()).unwrap_or_else(|err| panic!("{err}"));
+            n += 1;
+        }
+    }
+    assert!(n >= 9, "expected the example configs, found {n}");
+}
+
+#[test]
+fn vision_example_parses_to_the_expected_values() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/vipd.toml");
+    let c = config::load(&path).unwrap();
+    assert_eq!(c.global.router_id, "fe-1");
+    assert_eq!(c.global.metrics, Some("127.0.0.1:9650".parse().unwrap()));
+    let i = &c.instances[0];
+    assert_eq!(i.name, "VI_INGEST");
+    assert_eq!(i.interface, "eth0");
+    assert_eq!(i.router.vrid, 51);
+    assert_eq!(i.router.priority, 150);
+    assert_eq!(i.router.version, Version::V3);
+    assert_eq!(i.router.advert_interval, Interval::V3(Centis::new(100).unwrap()));
+    assert!(i.router.preempt);
+    assert_eq!(i.router.vips, vec!["192.0.2.100".parse::<IpAddr>().unwrap()]);
+    assert_eq!(i.vips[0].prefix(), 24);
+    assert_eq!(i.router.garp_master_repeat, 5);
+    assert_eq!(i.router.garp_master_delay, Micros::from_secs(5));
+    let s = &c.servers[0];
+    assert_eq!(s.listen, "192.0.2.100:6000".parse().unwrap());
+    assert_eq!(s.protocol, Protocol::Tcp);
+    assert_eq!(s.lb_algo, LbAlgo::Rr);
+    assert_eq!(s.vrrp_instance.as_deref(), Some("VI_INGEST"));
+    let ch = s.check.as_ref().unwrap();
+    assert_eq!(ch.kind, CheckKind::Tcp { port: None });
+    assert_eq!(
+        (ch.interval, ch.timeout, ch.rise, ch.fall),
+        (Micros::from_secs(1), Micros::from_millis(500), 2, 2)
+    );
+    assert_eq!(s.real_servers.len(), 2);
+    assert_eq!(s.real_servers[1].address, "198.51.100.12:6000".parse().unwrap());
+    assert_eq!(s.real_servers[1].admin, Admin::Ready);
+}
+
+const BASE: &str =
+    "[vrrp_instance.VI_1]\ninterface = \"eth0\"\nvirtual_router_id = 51\nvirtual_ipaddress = [\"192.0.2.100/24\"]\n";
+
+/// Parse `text`; the error must mention `file:LINE:` and every `needles`.
+fn bad(text: &str, line: usize, needles: &[&str]) {
+    let err = config::parse(text, "t.toml")
+        .expect_err(&format!("accepted:\n{text}"))
+        .to_string();
+    assert!(
+        err.starts_with(&format!("t.toml:{line}:")),
+        "wrong line in {err:?} (want {line})\n{text}"
+    );
+    for n in needles {
+        assert!(err.contains(n), "{err:?} does not mention {n:?}");
+    }
+}
+
+#[test]
+fn vrrp_instance_values_out_of_range() {
+    let v = |key: &str, val: &str| {
+        format!("[vrrp_instance.VI_1]\ninterface = \"eth0\"\nvirtual_ipaddress = [\"192.0.2.100/24\"]\nvirtual_router_id = 51\n{key} = {val}\n")
+    };
+    bad(
+        &BASE.replace("= 51", "= 0"),
+        3,
+        &["vrrp_instance.VI_1.virtual_router_id", "1..=255"],
+    );
+    bad(&BASE.replace("= 51", "= 256"), 3, &["virtual_router_id", "1..=255"]);
+    bad(&v("priority", "0"), 5, &["vrrp_instance.VI_1.priority", "1..=255"]);
+    bad(&v("priority", "256"), 5, &["priority", "1..=255"]);
+    bad(&v("version", "4"), 5, &["version", "2 or 3"]);
+    bad(&v("advert_int", "0"), 5, &["advert_int", "10 ms"]);
+    bad(&v("advert_int", "\"5ms\""), 5, &["advert_int", "10 ms"]);
+    bad(&v("advert_int", "\"41s\""), 5, &["advert_int", "40.95s"]);
+    bad(&v("advert_int", "1.005"), 5, &["advert_int", "multiple of 10 ms"]);
+    bad(&v("advert_int", "\"fast\""), 5, &["advert_int", "not a duration"]);
+    bad(
+        &format!("{}version = 2\nadvert_int = 0.5\n", BASE),
+        6,
+        &["advert_int", "whole seconds"],
+    );
+    bad(&v("garp_master_repeat", "0"), 5, &["garp_master_repeat", "1..=100"]);
+}
+
+#[test]
+fn addresses_families_and_versions() {
+    let vips = |list: &str| {
+        format!("[vrrp_instance.VI_1]\ninterface = \"eth0\"\nvirtual_router_id = 51\nvirtual_ipaddress = {list}\n")
+    };
+    bad(
+        &vips("[\"192.0.2.100/24\", \"2001:db8::1/64\"]"),
+        4,
+        &["virtual_ipaddress", "2001:db8::1/64", "one family"],
+    );
+    bad(&vips("[]"), 4, &["virtual_ipaddress", "at least one"]);
+    bad(&vips("[\"192.0.2.300\"]"), 4, &["virtual_ipaddress", "192.0.2.300"]);
+    bad(
+        &format!("{}version = 2\n", vips("[\"2001:db8::1/64\"]")),
+        4,
+        &["VRRPv2 carries IPv4 only"],
+    );
+    bad(
+        &format!("{BASE}unicast_peer = [\"2001:db8::2\"]\n"),
+        5,
+        &["unicast_peer", "family"],
+    );
+    bad(
+        &format!("{BASE}authentication = {{ auth_type = \"PASS\", auth_pass = \"x\" }}\n"),
+        5,
+        &["authentication", "VRRPv2"],
+    );
+    bad(
+        &format!("{BASE}version = 2\nadvert_int = 1\nauthentication = {{ auth_type = \"PASS\", auth_pass = \"123456789\" }}\n"),
+        7,
+        &["auth_pass", "1 to 8 bytes"],
+    );
+    bad(
+        &format!("{BASE}preempt = true\nnopreempt = true\n"),
+        6,
+        &["nopreempt", "contradicts"],
+    );
+    bad(&format!("{BASE}[vrrp_instance.VI_2]\ninterface = \"eth0\"\nvirtual_router_id = 51\nvirtual_ipaddress = [\"192.0.2.101/24\"]\n"), 5, &["VI_2", "already used by vrrp_instance.VI_1"]);
+}
+
+#[test]
+fn unknown_keys_are_errors_naming_the_key() {
+    bad("[globl]\nrouter_id = \"x\"\n", 1, &["globl"]);
+    bad(&format!("{BASE}prority = 100\n"), 5, &["prority"]);
+    let srv = |body: &str| format!("{BASE}[virtual_server.s]\nlisten = \"192.0.2.100:80\"\n{body}\n");
+    bad(
+        &srv("real_server = [{ address = \"198.51.100.1:80\" }]\nlb = \"rr\""),
+        8,
+        &["lb"],
+    );
+    bad(
+        &srv("real_server = [{ address = \"198.51.100.1:80\", wieght = 2 }]"),
+        7,
+        &["wieght"],
+    );
+    bad(
+        &srv("check = { type = \"tcp\", intervall = \"1s\" }\nreal_server = [{ address = \"198.51.100.1:80\" }]"),
+        7,
+        &["intervall"],
+    );
+}
+
+#[test]
+fn virtual_server_errors() {
+    let srv = |body: &str| format!("{BASE}[virtual_server.s]\n{body}\n");
+    let rs = "real_server = [{ address = \"198.51.100.1:80\" }]";
+    bad(
+        &srv(&format!("listen = \"192.0.2.100\"\n{rs}")),
+        6,
+        &["virtual_server.s.listen", "address:port"],
+    );
+    bad(
+        &srv("listen = \"192.0.2.100:80\"\nreal_server = [{ address = \"198.51.100.1\" }]"),
+        7,
+        &["real_server.address", "address:port"],
+    );
+    bad(
+        &srv("listen = \"192.0.2.100:80\"\nreal_server = []"),
+        7,
+        &["real_server", "at least one"],
+    );
+    bad(
+        &srv("listen = \"192.0.2.100:80\"\nreal_server = [{ address = \"198.51.100.1:80\" }, { address = \"198.51.100.1:80\" }]"),
+        7,
+        &["listed twice"],
+    );
+    bad(
+        &srv(&format!("listen = \"192.0.2.100:80\"\nlb_algo = \"random\"\n{rs}")),
+        7,
+        &["lb_algo", "maglev"],
+    );
+    bad(
+        &srv(&format!("listen = \"192.0.2.100:80\"\nprotocol = \"sctp\"\n{rs}")),
+        7,
+        &["protocol", "udp"],
+    );
+    bad(
+        &srv(&format!("listen = \"192.0.2.100:80\"\nvrrp_instance = \"VI_9\"\n{rs}")),
+        7,
+        &["vrrp_instance", "VI_9", "VI_1"],
+    );
+    let chk = |c: &str| srv(&format!("listen = \"192.0.2.100:80\"\ncheck = {{ {c} }}\n{rs}"));
+    bad(
+        &chk("type = \"tcp\", interval = \"1s\", timeout = \"2s\""),
+        7,
+        &["check.timeout", "at most the interval"],
+    );
+    bad(&chk("type = \"tcp\", rise = 0"), 7, &["check.rise", "1..=100"]);
+    bad(
+        &chk("type = \"icmp\""),
+        7,
+        &["check.type", "\"tcp\", \"http\" or \"exec\""],
+    );
+    bad(
+        &chk("type = \"http\", path = \"health\""),
+        7,
+        &["check.path", "start with '/'"],
+    );
+    bad(
+        &chk("type = \"http\", expect_status = 700"),
+        7,
+        &["expect_status", "100..=599"],
+    );
+    bad(&chk("type = \"exec\""), 7, &["check.command"]);
+    bad(
+        &chk("type = \"exec\", command = [\"probe\"]"),
+        7,
+        &["check.command", "absolute path"],
+    );
+    bad(
+        &srv("listen = \"192.0.2.100:80\"\nreal_server = [{ address = \"198.51.100.1:80\", weight = 70000 }]"),
+        7,
+        &["weight", "0..=65535"],
+    );
+}
+
+#[test]
+fn toml_syntax_errors_have_file_and_line() {
+    bad(
+        "[vrrp_instance.VI_1]\ninterface = \"eth0\nvirtual_router_id = 51\n",
+        2,
+        &[],
+    );
+}
+
+#[test]
+fn check_flag_exit_codes() {
+    let dir = std::env::temp_dir().join(format!("vipd-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.toml");
+    std::fs::write(&good, BASE).unwrap();
+    let out = std::process::Command::new(VIPD)
+        .args(["--check", "-c"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("OK (1 vrrp instance(s)"));
+    let badf = dir.join("bad.toml");
+    std::fs::write(&badf, BASE.replace("= 51", "= 0")).unwrap();
+    let out = std::process::Command::new(VIPD)
+        .args(["--check", "-c"])
+        .arg(&badf)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml:3:") && err.contains("virtual_router_id"),
+        "{err}"
+    );
+    let out = std::process::Command::new(VIPD)
+        .args(["--check", "-c", "/nonexistent/vipd.toml"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("cannot read"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
