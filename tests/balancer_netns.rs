@@ -361,3 +361,122 @@ fn vrrp_failover_moves_the_service_to_the_backup() {
     assert_eq!(b.status("fe2").unwrap()["virtual_servers"][0]["serving"], true);
     let _ = &b.fronts;
 }
+
+#[test]
+fn reload_adds_and_removes_backends_without_touching_open_connections() {
+    let _g = netns_lock();
+    let mut b = bal("brl", 1);
+    let echo = |backends: &[&str]| {
+        let list: Vec<String> = backends.iter().map(|a| format!("  {{ address = \"{a}\" }},")).collect();
+        format!(
+            "[virtual_server.echo]\nlisten = \"{VIP}:6001\"\nlb_algo = \"rr\"\nvrrp_instance = \"VI_1\"\ncheck = {{ type = \"tcp\", interval = \"300ms\", timeout = \"200ms\", rise = 1, fall = 2 }}\nreal_server = [\n{}\n]\n",
+            list.join("\n")
+        )
+    };
+    b.start("fe1", 150, &echo(&["198.51.100.11:6001", "198.51.100.12:6001"]));
+    poll_until(
+        "two backends up",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || {
+            let h = b.health("fe1");
+            (h.len() == 2 && h.iter().all(|(_, x)| x == "up")).then_some(())
+        },
+    );
+    let script = format!(
+        "import socket, time\ns = socket.create_connection(('{VIP}', 6001), timeout=3)\ns.settimeout(3)\nf = s.makefile('rb')\nfor i in range(60):\n    try:\n        s.sendall(b'l%d\\n' % i)\n        l = f.readline()\n    except OSError as e:\n        print('ERROR', e, flush=True); break\n    if not l:\n        print('CLOSED', flush=True); break\n    print(l.decode().strip(), flush=True)\n    time.sleep(0.1)\nprint('DONE', flush=True)\n"
+    );
+    let ns = b.lab.ns("client");
+    b.lab.spawn("stream", &ns, &["python3", "-u", "-c", &script]);
+    let (first, _) = poll_until(
+        "stream answers",
+        Duration::from_secs(5),
+        Duration::from_millis(20),
+        || {
+            b.lab
+                .log("stream")
+                .lines()
+                .next()
+                .map(|l| l.split(':').next().unwrap_or("").to_string())
+        },
+    );
+    // Keep the stream's backend, drop the other one, add be3.
+    let keep = format!("198.51.100.1{}:6001", first.trim_start_matches("be"));
+    let cfg_path = b.lab.dir.join("fe1.toml");
+    let text = std::fs::read_to_string(&cfg_path).unwrap();
+    let head = text.split("[virtual_server.echo]").next().unwrap().to_string();
+    std::fs::write(&cfg_path, head + &echo(&[&keep, "198.51.100.13:6001"])).unwrap();
+    let out = b.vipctl("fe1", &["reload"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    poll_until(
+        "be3 added and up",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || {
+            let h = b.health("fe1");
+            (h.len() == 2 && h.iter().any(|(a, x)| a == "198.51.100.13:6001" && x == "up")).then_some(())
+        },
+    );
+    // New connections: only the kept backend and be3.
+    let script2 = format!(
+        "import socket\nfor _ in range(8):\n    s = socket.create_connection(('{VIP}', 6001), timeout=3); s.settimeout(3)\n    s.sendall(b'x\\n'); print(s.recv(100).decode().strip()); s.close()\n"
+    );
+    let out = sh(&["ip", "netns", "exec", &ns, "python3", "-c", &script2]);
+    assert_eq!(out.lines().count(), 8, "{out}");
+    assert!(
+        out.lines().all(|l| l.starts_with(&first) || l.starts_with("be3")),
+        "{out}"
+    );
+    assert!(out.lines().any(|l| l.starts_with("be3")), "{out}");
+    // The open stream ran to its end untouched.
+    poll_until(
+        "stream done",
+        Duration::from_secs(15),
+        Duration::from_millis(100),
+        || b.lab.log("stream").contains("DONE").then_some(()),
+    );
+    let log = b.lab.log("stream");
+    assert!(!log.contains("CLOSED") && !log.contains("ERROR"), "{log}");
+    assert_eq!(log.lines().filter(|l| l.starts_with(&first)).count(), 60);
+}
+
+#[test]
+fn metrics_endpoint_serves_prometheus_text() {
+    let _g = netns_lock();
+    let mut b = bal("bmt", 1);
+    let srv = tcp_server("maglev", "");
+    // Global metrics address inside the node's namespace.
+    let cfg = format!(
+        "[global]\ncontrol_socket = \"{}\"\nmetrics = \"127.0.0.1:9650\"\n\n[vrrp_instance.VI_1]\ninterface = \"eth0\"\nvirtual_router_id = 51\npriority = 150\nadvert_int = 0.1\nvirtual_ipaddress = [\"{VIP}/24\"]\n\n{srv}\n",
+        b.sock("fe1")
+    );
+    let path = b.lab.dir.join("fe1.toml");
+    std::fs::write(&path, cfg).unwrap();
+    let ns = b.lab.ns("fe1");
+    b.lab.spawn("fe1", &ns, &[VIPD, "-c", &path.display().to_string()]);
+    b.wait_all_up("fe1");
+    let script = "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:9650/metrics', timeout=3).read().decode())";
+    let (text, _) = poll_until("metrics", Duration::from_secs(5), Duration::from_millis(50), || {
+        let out = run(&["ip", "netns", "exec", &ns, "python3", "-c", script]);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).to_string())
+    });
+    assert!(
+        text.contains("vipd_vrrp_state{instance=\"VI_1\",state=\"master\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("vipd_vrrp_discards_total{instance=\"VI_1\",reason=\"bad_ttl\"} 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("vipd_backend_up{virtual_server=\"ingest\",backend=\"198.51.100.11:6000\"} 1"),
+        "{text}"
+    );
+    // maglev: one client address always lands on the same backend.
+    let answers = b.connect_many(9, 6000);
+    let first = answers[0].clone().unwrap();
+    let who = first.split(' ').next().unwrap();
+    assert_eq!(count(&answers, who), 9, "{answers:?}");
+}
