@@ -32,9 +32,6 @@ impl Clock {
     fn now(&self) -> Instant {
         Instant(u64::try_from(self.base.elapsed().as_micros()).unwrap_or(u64::MAX))
     }
-    fn to_tokio(self, t: Instant) -> tokio::time::Instant {
-        tokio::time::Instant::from_std(self.base + Duration::from_micros(t.0))
-    }
 }
 
 enum Event {
@@ -253,12 +250,11 @@ impl Daemon {
         let mut sigterm = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
         let mut sigint = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
         let mut sighup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+        let mut timer = crate::net::timer::PreciseTimer::new().map_err(|e| format!("timerfd: {e}"))?;
         loop {
             let deadline = d.insts.iter().filter_map(|i| i.router.poll_at()).min();
-            let sleep_until = match deadline {
-                Some(t) => d.clock.to_tokio(t),
-                None => tokio::time::Instant::now() + Duration::from_secs(3600),
-            };
+            let after = deadline.map(|t| Duration::from_micros(t.0.saturating_sub(d.clock.now().0)));
+            timer.set(after).map_err(|e| format!("timerfd: {e}"))?;
             tokio::select! {
                 biased;
                 _ = sigterm.recv() => { d.shutdown("SIGTERM").await; return Ok(()); }
@@ -279,7 +275,10 @@ impl Daemon {
                     let resp = d.on_request(req).await;
                     let _ = reply.send(resp);
                 }
-                _ = tokio::time::sleep_until(sleep_until) => { d.on_timers().await; }
+                r = timer.wait() => {
+                    if let Err(e) = r { warn!("timer: {e}"); }
+                    d.on_timers().await;
+                }
             }
         }
     }

@@ -4,4 +4,5 @@
 
 pub mod announce;
 pub mod netlink;
+pub mod timer;
 pub mod vrrp_socket;
