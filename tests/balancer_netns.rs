@@ -480,3 +480,61 @@ fn metrics_endpoint_serves_prometheus_text() {
     let who = first.split(' ').next().unwrap();
     assert_eq!(count(&answers, who), 9, "{answers:?}");
 }
+
+/// A node that loses mastership (a higher priority node preempts it) stops
+/// accepting and closes its proxied connections promptly; clients reconnect
+/// to the new master.
+#[test]
+fn losing_mastership_closes_proxied_connections() {
+    let _g = netns_lock();
+    let mut b = bal("bml", 2);
+    let echo = format!(
+        "[virtual_server.echo]\nlisten = \"{VIP}:6001\"\nvrrp_instance = \"VI_1\"\ncheck = {{ type = \"tcp\", interval = \"300ms\", timeout = \"200ms\", rise = 1, fall = 2 }}\nreal_server = [{{ address = \"198.51.100.11:6001\" }}]\n"
+    );
+    b.start("fe2", 100, &echo);
+    poll_until(
+        "fe2 serving",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || {
+            let st = b.status("fe2")?;
+            (st["virtual_servers"][0]["serving"] == true && st["virtual_servers"][0]["backends"][0]["health"] == "up")
+                .then_some(())
+        },
+    );
+    let script = format!(
+        "import socket, time\ns = socket.create_connection(('{VIP}', 6001), timeout=3)\ns.settimeout(3)\nf = s.makefile('rb')\nfor i in range(100):\n    try:\n        s.sendall(b'l%d\\n' % i)\n        l = f.readline()\n    except OSError as e:\n        print('ERROR', e, flush=True); break\n    if not l:\n        print('CLOSED', flush=True); break\n    print(l.decode().strip(), flush=True)\n    time.sleep(0.1)\n"
+    );
+    let ns = b.lab.ns("client");
+    b.lab.spawn("stream", &ns, &["python3", "-u", "-c", &script]);
+    poll_until(
+        "stream flows via fe2",
+        Duration::from_secs(5),
+        Duration::from_millis(20),
+        || b.lab.log("stream").lines().next().map(|_| ()),
+    );
+    // fe1 (priority 150) comes up and preempts fe2.
+    b.start("fe1", 150, &echo);
+    poll_until(
+        "fe2 closes the stream after losing mastership",
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        || {
+            let log = b.lab.log("stream");
+            (log.contains("CLOSED") || log.contains("ERROR")).then_some(())
+        },
+    );
+    let st = b.status("fe2").unwrap();
+    assert_eq!(st["instances"][0]["state"], "backup");
+    assert_eq!(st["virtual_servers"][0]["serving"], false);
+    // The client reconnects and is served by the new master.
+    poll_until(
+        "new master serves",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || {
+            let out = run(&["ip", "netns", "exec", &ns, "python3", "-c", &format!("import socket\ns=socket.create_connection(('{VIP}',6001),timeout=2);s.settimeout(2);s.sendall(b'x\\n');print(s.recv(100).decode())")]);
+            String::from_utf8_lossy(&out.stdout).starts_with("be1: x").then_some(())
+        },
+    );
+}
