@@ -604,37 +604,11 @@ impl Daemon {
                 }
                 Action::AddVips(vips) => {
                     self.insts[i].holding = true;
-                    let Some(index) = self
-                        .ifaces
-                        .get(&self.insts[i].cfg.interface)
-                        .and_then(|f| f.facts.as_ref())
-                        .map(|f| f.index)
-                    else {
-                        continue;
-                    };
-                    for vip in vips {
-                        let prefix = self.prefix_of(i, vip);
-                        if let Err(e) = self.nl.add_address(index, vip, prefix).await {
-                            error!("{}: adding VIP {vip}/{prefix}: {e}", self.insts[i].cfg.name);
-                        }
-                    }
+                    self.set_vips(i, vips, true).await;
                 }
                 Action::RemoveVips(vips) => {
                     self.insts[i].holding = false;
-                    let Some(index) = self
-                        .ifaces
-                        .get(&self.insts[i].cfg.interface)
-                        .and_then(|f| f.facts.as_ref())
-                        .map(|f| f.index)
-                    else {
-                        continue;
-                    };
-                    for vip in vips {
-                        let prefix = self.prefix_of(i, vip);
-                        if let Err(e) = self.nl.del_address(index, vip, prefix).await {
-                            error!("{}: removing VIP {vip}/{prefix}: {e}", self.insts[i].cfg.name);
-                        }
-                    }
+                    self.set_vips(i, vips, false).await;
                 }
                 Action::Announce { vips, count } => self.announce(i, &vips, count),
                 Action::StateChange { from, to, reason } => {
@@ -680,6 +654,30 @@ impl Daemon {
                         configured.to_micros().0
                     );
                 }
+            }
+        }
+    }
+
+    /// Add (or remove) VIPs of instance `i` on its interface through netlink.
+    async fn set_vips(&mut self, i: usize, vips: Vec<IpAddr>, add: bool) {
+        let Some(index) = self
+            .ifaces
+            .get(&self.insts[i].cfg.interface)
+            .and_then(|f| f.facts.as_ref())
+            .map(|f| f.index)
+        else {
+            return;
+        };
+        for vip in vips {
+            let prefix = self.prefix_of(i, vip);
+            let res = if add {
+                self.nl.add_address(index, vip, prefix).await
+            } else {
+                self.nl.del_address(index, vip, prefix).await
+            };
+            if let Err(e) = res {
+                let what = if add { "adding" } else { "removing" };
+                error!("{}: {what} VIP {vip}/{prefix}: {e}", self.insts[i].cfg.name);
             }
         }
     }

@@ -132,6 +132,14 @@ fn tcp_server(algo: &str, extra: &str) -> String {
     )
 }
 
+/// A client that sends a line every 100 ms on one kept connection to VIP:port
+/// for `n` lines and prints each echoed line, then DONE (or CLOSED / ERROR).
+fn stream_script(port: u16, n: usize) -> String {
+    format!(
+        "import socket, time\ns = socket.create_connection(('{VIP}', {port}), timeout=3)\ns.settimeout(3)\nf = s.makefile('rb')\nfor i in range({n}):\n    try:\n        s.sendall(b'l%d\\n' % i)\n        l = f.readline()\n    except OSError as e:\n        print('ERROR', e, flush=True); break\n    if not l:\n        print('CLOSED', flush=True); break\n    print(l.decode().strip(), flush=True)\n    time.sleep(0.1)\nprint('DONE', flush=True)\n"
+    )
+}
+
 fn count(answers: &[Option<String>], who: &str) -> usize {
     answers
         .iter()
@@ -236,9 +244,7 @@ fn drain_keeps_open_stream_while_new_ones_go_elsewhere_and_maint_closes_it() {
     b.start("fe1", 150, &echo);
     b.wait_all_up("fe1");
     // A long-lived stream: one line every 100 ms for at most 8 s, logging answers.
-    let script = format!(
-        "import socket, time, sys\ns = socket.create_connection(('{VIP}', 6001), timeout=3)\ns.settimeout(3)\nf = s.makefile('rb')\nfor i in range(80):\n    try:\n        s.sendall(b'line%d\\n' % i)\n        l = f.readline()\n    except OSError as e:\n        print('ERROR', e, flush=True); break\n    if not l:\n        print('CLOSED', flush=True); break\n    print(l.decode().strip(), flush=True)\n    time.sleep(0.1)\n"
-    );
+    let script = stream_script(6001, 80);
     let ns = b.lab.ns("client");
     b.lab.spawn("stream", &ns, &["python3", "-u", "-c", &script]);
     let (first, _) = poll_until(
@@ -383,9 +389,7 @@ fn reload_adds_and_removes_backends_without_touching_open_connections() {
             (h.len() == 2 && h.iter().all(|(_, x)| x == "up")).then_some(())
         },
     );
-    let script = format!(
-        "import socket, time\ns = socket.create_connection(('{VIP}', 6001), timeout=3)\ns.settimeout(3)\nf = s.makefile('rb')\nfor i in range(60):\n    try:\n        s.sendall(b'l%d\\n' % i)\n        l = f.readline()\n    except OSError as e:\n        print('ERROR', e, flush=True); break\n    if not l:\n        print('CLOSED', flush=True); break\n    print(l.decode().strip(), flush=True)\n    time.sleep(0.1)\nprint('DONE', flush=True)\n"
-    );
+    let script = stream_script(6001, 60);
     let ns = b.lab.ns("client");
     b.lab.spawn("stream", &ns, &["python3", "-u", "-c", &script]);
     let (first, _) = poll_until(
@@ -502,9 +506,7 @@ fn losing_mastership_closes_proxied_connections() {
                 .then_some(())
         },
     );
-    let script = format!(
-        "import socket, time\ns = socket.create_connection(('{VIP}', 6001), timeout=3)\ns.settimeout(3)\nf = s.makefile('rb')\nfor i in range(100):\n    try:\n        s.sendall(b'l%d\\n' % i)\n        l = f.readline()\n    except OSError as e:\n        print('ERROR', e, flush=True); break\n    if not l:\n        print('CLOSED', flush=True); break\n    print(l.decode().strip(), flush=True)\n    time.sleep(0.1)\n"
-    );
+    let script = stream_script(6001, 100);
     let ns = b.lab.ns("client");
     b.lab.spawn("stream", &ns, &["python3", "-u", "-c", &script]);
     poll_until(
