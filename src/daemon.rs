@@ -251,10 +251,20 @@ impl Daemon {
         let mut sigint = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
         let mut sighup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
         let mut timer = crate::net::timer::PreciseTimer::new().map_err(|e| format!("timerfd: {e}"))?;
+        // The deadline the timerfd is armed for. Re-arming costs a syscall, and
+        // a backup's earliest deadline moves later with nearly every advert:
+        // only re-arm when the deadline moved earlier (or the timer is spent);
+        // an early wake just finds nothing due and re-arms.
+        let mut armed: Option<Instant> = None;
         loop {
             let deadline = d.insts.iter().filter_map(|i| i.router.poll_at()).min();
-            let after = deadline.map(|t| Duration::from_micros(t.0.saturating_sub(d.clock.now().0)));
-            timer.set(after).map_err(|e| format!("timerfd: {e}"))?;
+            let now = d.clock.now();
+            let stale = armed.is_none_or(|a| a <= now);
+            if deadline.is_some() && (stale || deadline < armed) || deadline.is_none() && armed.is_some() {
+                let after = deadline.map(|t| Duration::from_micros(t.0.saturating_sub(now.0)));
+                timer.set(after).map_err(|e| format!("timerfd: {e}"))?;
+                armed = deadline;
+            }
             tokio::select! {
                 biased;
                 _ = sigterm.recv() => { d.shutdown("SIGTERM").await; return Ok(()); }
@@ -276,6 +286,7 @@ impl Daemon {
                     let _ = reply.send(resp);
                 }
                 r = timer.wait() => {
+                    armed = None;
                     if let Err(e) = r { warn!("timer: {e}"); }
                     d.on_timers().await;
                 }
