@@ -123,6 +123,10 @@ pub struct Daemon {
     limiter: LogLimiter,
     balancer: Option<crate::proxy::Balancer>,
     mastership: HashMap<String, watch::Receiver<bool>>,
+    /// (family, vrid) -> candidate instance indexes, a cache for the receive
+    /// path (250 instances: no linear scan per advert). Every hit is checked
+    /// against the instance itself; a miss rebuilds it, so it is never wrong.
+    rx_index: HashMap<(Family, u8), Vec<usize>>,
 }
 
 fn family_of(inst: &Instance) -> Family {
@@ -233,6 +237,7 @@ impl Daemon {
             },
             balancer: None,
             mastership: HashMap::new(),
+            rx_index: HashMap::new(),
         };
         d.refresh_ifaces().await;
         for inst in cfg.instances.clone() {
@@ -256,11 +261,26 @@ impl Daemon {
         // only re-arm when the deadline moved earlier (or the timer is spent);
         // an early wake just finds nothing due and re-arms.
         let mut armed: Option<Instant> = None;
+        // After an advert only the instances it reached can have new
+        // deadlines: look at those, not at all of them (None = look at all).
+        let mut touched: Option<Vec<usize>> = None;
         loop {
-            let deadline = d.insts.iter().filter_map(|i| i.router.poll_at()).min();
             let now = d.clock.now();
             let stale = armed.is_none_or(|a| a <= now);
-            if deadline.is_some() && (stale || deadline < armed) || deadline.is_none() && armed.is_some() {
+            let partial = touched.take().filter(|_| !stale);
+            let (deadline, full) = match &partial {
+                Some(list) => (
+                    list.iter().filter_map(|&i| d.insts.get(i)?.router.poll_at()).min(),
+                    false,
+                ),
+                None => (d.insts.iter().filter_map(|i| i.router.poll_at()).min(), true),
+            };
+            let rearm = if full {
+                deadline.is_some() && (stale || deadline < armed) || deadline.is_none() && armed.is_some()
+            } else {
+                deadline.is_some() && deadline < armed
+            };
+            if rearm {
                 let after = deadline.map(|t| Duration::from_micros(t.0.saturating_sub(now.0)));
                 timer.set(after).map_err(|e| format!("timerfd: {e}"))?;
                 armed = deadline;
@@ -271,11 +291,13 @@ impl Daemon {
                 _ = sigint.recv() => { d.shutdown("SIGINT").await; return Ok(()); }
                 _ = sighup.recv() => { let _ = d.reload().await; }
                 Some(ev) = ev_rx.recv() => {
-                    d.on_event(ev).await;
+                    let mut hit = Vec::new();
+                    hit.extend(d.on_event(ev).await);
                     // Drain what is already queued before looking at timers again.
                     for _ in 0..256 {
-                        match ev_rx.try_recv() { Ok(ev) => d.on_event(ev).await, Err(_) => break }
+                        match ev_rx.try_recv() { Ok(ev) => hit.extend(d.on_event(ev).await), Err(_) => break }
                     }
+                    touched = Some(hit);
                 }
                 Some(_c) = nl_rx.recv() => {
                     while nl_rx.try_recv().is_ok() {}
@@ -433,22 +455,46 @@ impl Daemon {
         }
     }
 
-    async fn on_event(&mut self, ev: Event) {
+    /// The instance a packet received on `ifname` belongs to.
+    fn find_instance(&mut self, ifname: &str, family: Family, vrid: Option<u8>) -> Option<usize> {
+        let vrid = vrid?;
+        let matches = |insts: &[Inst], i: usize| {
+            insts
+                .get(i)
+                .is_some_and(|x| x.cfg.interface == ifname && x.family == family && x.cfg.router.vrid == vrid)
+        };
+        if let Some(list) = self.rx_index.get(&(family, vrid)) {
+            if let Some(&i) = list.iter().find(|&&i| matches(&self.insts, i)) {
+                return Some(i);
+            }
+        }
+        // Miss (or stale after a reload): rebuild, then look once more.
+        self.rx_index.clear();
+        for (i, x) in self.insts.iter().enumerate() {
+            self.rx_index.entry((x.family, x.cfg.router.vrid)).or_default().push(i);
+        }
+        self.rx_index
+            .get(&(family, vrid))?
+            .iter()
+            .copied()
+            .find(|&i| matches(&self.insts, i))
+    }
+
+    /// Handle one event; returns the instance it reached, if any.
+    async fn on_event(&mut self, ev: Event) -> Option<usize> {
         match ev {
             Event::Rx { ifname, family, result } => {
                 let vrid = match &result {
                     Ok(r) => Some(r.advert.vrid),
                     Err(d) => d.vrid,
                 };
-                let target = self
-                    .insts
-                    .iter()
-                    .position(|i| i.cfg.interface == ifname && i.family == family && Some(i.cfg.router.vrid) == vrid);
+                let target = self.find_instance(&ifname, family, vrid);
                 match (target, result) {
                     (Some(i), result) => {
                         let now = self.clock.now();
                         let actions = self.insts[i].router.handle(now, Input::Advert(result));
                         self.exec(i, actions).await;
+                        return Some(i);
                     }
                     (None, Ok(r)) => self.count_interface(
                         &ifname,
@@ -470,6 +516,7 @@ impl Daemon {
                         self.count_interface(&ifname, &d)
                     }
                 }
+                None
             }
         }
     }

@@ -55,22 +55,12 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    // VRRP alone is one event loop: a single-threaded runtime keeps CPU and
-    // memory minimal. The balancer's data plane gets one worker per core (2 at most).
-    let rt = if cfg.servers.is_empty() {
-        tokio::runtime::Builder::new_current_thread()
-            .max_blocking_threads(4)
-            .enable_all()
-            .build()
-    } else {
-        let workers = std::thread::available_parallelism()
-            .map(|n| n.get().min(2))
-            .unwrap_or(1);
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(workers)
-            .enable_all()
-            .build()
-    };
+    // The VRRP event loop, health checks and the control socket share one
+    // thread; the balancer's data plane runs on its own per-core threads.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .max_blocking_threads(4)
+        .enable_all()
+        .build();
     let rt = match rt {
         Ok(rt) => rt,
         Err(e) => {

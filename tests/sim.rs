@@ -351,8 +351,8 @@ fn owner_priority_255_starts_as_master__SM1() {
     lan.start(1);
     lan.start(0);
     let acts: Vec<&Action> = lan.nodes[0].log.iter().map(|(_, a)| a).collect();
-    assert!(matches!(acts[0], Action::SendAdvert { advert, .. } if advert.priority == 255));
-    assert!(matches!(acts[1], Action::AddVips(_)));
+    assert!(matches!(acts[0], Action::AddVips(_)));
+    assert!(matches!(acts[1], Action::SendAdvert { advert, .. } if advert.priority == 255));
     assert!(matches!(acts[2], Action::Announce { .. }));
     assert_eq!(lan.nodes[0].router.state(), State::Master);
     lan.run_until(Instant(10_000_000));
@@ -472,10 +472,14 @@ proptest! {
         let t = lan.now + quiet + quiet;
         lan.run_until(t);
         prop_assert_eq!(lan.masters().len(), 1, "masters: {:?}", lan.masters());
-        // The master is the live router with the highest (priority, address).
+        // The master has the highest live priority. Among equal priorities the
+        // address decides only between two masters (SM10): a backup accepts a
+        // master of equal priority (SM6, "greater than or equal"), so a
+        // lower-addressed master that won earlier keeps the role.
         let best = (0..n).filter(|&i| lan.nodes[i].alive)
-            .max_by_key(|&i| (lan.nodes[i].router.status().effective_priority, i)).unwrap();
-        prop_assert_eq!(lan.masters(), vec![best]);
+            .map(|i| lan.nodes[i].router.status().effective_priority).max().unwrap();
+        let m = lan.masters()[0];
+        prop_assert_eq!(lan.nodes[m].router.status().effective_priority, best, "master {} is not of the highest priority", m);
         for node in &lan.nodes {
             let log = &node.log;
             for (k, (_, a)) in log.iter().enumerate() {
@@ -489,4 +493,21 @@ proptest! {
             }
         }
     }
+}
+
+/// A backup accepts a master of equal priority (">= local priority"): a node
+/// with a higher address that starts later does not preempt it.
+#[test]
+fn later_equal_priority_backup_does_not_preempt_lower_address__SM6() {
+    let mut lan = SimLan::new(vec![cfg(100, 100), cfg(100, 100)], Micros(50));
+    lan.start(0);
+    lan.run_until(Instant(10_000_000));
+    assert_eq!(lan.masters(), vec![0]);
+    lan.start(1);
+    lan.run_until(Instant(60_000_000));
+    assert_eq!(
+        lan.masters(),
+        vec![0],
+        "192.0.2.2 accepts the equal-priority master 192.0.2.1"
+    );
 }

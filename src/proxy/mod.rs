@@ -5,6 +5,7 @@
 //! forwarding table in `balance`, whose immutable snapshot is read lock-free
 //! on every new connection.
 
+mod relay;
 mod tcp;
 mod udp;
 
@@ -85,7 +86,8 @@ impl Shared {
 
 struct Vs {
     shared: Arc<Shared>,
-    listener: JoinHandle<()>,
+    /// One listener task per data-plane worker (TCP), or one (UDP).
+    listeners: Vec<JoinHandle<()>>,
     checker: Option<JoinHandle<()>>,
     /// The mastership channel the listener follows (to notice a re-created instance).
     master: Option<watch::Receiver<bool>>,
@@ -93,16 +95,58 @@ struct Vs {
 
 impl Drop for Vs {
     fn drop(&mut self) {
-        self.listener.abort();
+        for l in &self.listeners {
+            l.abort();
+        }
         if let Some(c) = &self.checker {
             c.abort();
         }
     }
 }
 
+/// The data-plane threads: each runs a single-threaded tokio runtime, so a
+/// connection's relay never hops between threads (no cross-thread wake-ups).
+/// Dropping this stops them.
+struct Workers {
+    handles: Vec<tokio::runtime::Handle>,
+    _stop: Vec<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Workers {
+    fn start(n: usize) -> Result<Workers, ProxyError> {
+        let mut handles = Vec::new();
+        let mut stops = Vec::new();
+        for i in 0..n.max(1) {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| ProxyError(format!("data-plane runtime: {e}")))?;
+            handles.push(rt.handle().clone());
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            stops.push(tx);
+            std::thread::Builder::new()
+                .name(format!("vipd-dp{i}"))
+                .spawn(move || {
+                    let _ = rt.block_on(rx);
+                })
+                .map_err(|e| ProxyError(format!("data-plane thread: {e}")))?;
+        }
+        Ok(Workers { handles, _stop: stops })
+    }
+}
+
+/// Data-plane worker threads: one per core, two at most (the VRRP loop and
+/// health checks stay on the main thread).
+fn worker_count() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get().min(2))
+        .unwrap_or(1)
+}
+
 pub struct Balancer {
     servers: Vec<(String, Vs)>,
     clock: check::Clock,
+    workers: Workers,
 }
 
 fn to_balance_admin(a: Admin) -> balance::Admin {
@@ -197,6 +241,7 @@ impl Balancer {
         let mut b = Balancer {
             servers: Vec::new(),
             clock: check::Clock::new(),
+            workers: Workers::start(worker_count())?,
         };
         for vs in servers {
             let rt = b.start_vs(vs, mastership)?;
@@ -228,9 +273,21 @@ impl Balancer {
             .check
             .as_ref()
             .map(|c| check::spawn_checker(table, check_spec(c), self.clock, None));
-        let listener = match vs.protocol {
-            Protocol::Tcp => tokio::spawn(tcp::serve(shared.clone(), master.clone())),
-            Protocol::Udp => tokio::spawn(udp::serve(shared.clone(), master.clone())),
+        let listeners = match vs.protocol {
+            Protocol::Tcp => self
+                .workers
+                .handles
+                .iter()
+                .enumerate()
+                .map(|(i, h)| h.spawn(tcp::serve(shared.clone(), master.clone(), i)))
+                .collect(),
+            Protocol::Udp => self
+                .workers
+                .handles
+                .iter()
+                .take(1)
+                .map(|h| h.spawn(udp::serve(shared.clone(), master.clone())))
+                .collect(),
         };
         info!(
             "virtual_server {}: {:?} {} ({} backends)",
@@ -241,7 +298,7 @@ impl Balancer {
         );
         Ok(Vs {
             shared,
-            listener,
+            listeners,
             checker,
             master,
         })
@@ -352,7 +409,9 @@ impl Balancer {
     /// Stop accepting, let connections finish for up to `drain`, then close them.
     pub async fn shutdown(self, drain: Duration) {
         for (_, rt) in &self.servers {
-            rt.listener.abort();
+            for l in &rt.listeners {
+                l.abort();
+            }
         }
         let deadline = tokio::time::Instant::now() + drain;
         while tokio::time::Instant::now() < deadline
@@ -392,13 +451,17 @@ pub(crate) async fn lost_master(master: &mut Option<watch::Receiver<bool>>) {
     }
 }
 
-/// A listening socket with SO_REUSEADDR and IP_FREEBIND (binds before the VIP exists).
+/// A listening socket with SO_REUSEADDR (SO_REUSEPORT for TCP) and IP_FREEBIND (binds before the VIP exists).
 pub(crate) fn freebind_socket(addr: SocketAddr, ty: socket2::Type) -> std::io::Result<socket2::Socket> {
     use socket2::{Domain, Protocol as P, Socket};
     let domain = if addr.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
     let proto = if ty == socket2::Type::STREAM { P::TCP } else { P::UDP };
     let s = Socket::new(domain, ty, Some(proto))?;
     s.set_reuse_address(true)?;
+    if ty == socket2::Type::STREAM {
+        // One listener per data-plane worker; the kernel spreads connections.
+        s.set_reuse_port(true)?;
+    }
     if addr.is_ipv4() {
         s.set_freebind_v4(true)?;
     } else {

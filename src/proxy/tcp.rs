@@ -6,17 +6,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+use super::relay::{relay, Activity};
 use super::{freebind_socket, lost_master, wait_master, Shared};
 use crate::balance::BackendId;
 
-const BUF: usize = 64 * 1024;
-
-pub(crate) async fn serve(shared: Arc<Shared>, mut master: Option<watch::Receiver<bool>>) {
+/// One listener of a virtual server. Every data-plane worker runs one, with
+/// SO_REUSEPORT, so the kernel spreads connections over the workers and each
+/// connection lives on one thread. Worker 0 also closes the proxied
+/// connections when mastership is lost.
+pub(crate) async fn serve(shared: Arc<Shared>, mut master: Option<watch::Receiver<bool>>, worker: usize) {
     loop {
         if !wait_master(&mut master).await {
             shared.serving.store(false, Ordering::Relaxed);
@@ -41,7 +43,9 @@ pub(crate) async fn serve(shared: Arc<Shared>, mut master: Option<watch::Receive
             }
         };
         shared.serving.store(true, Ordering::Relaxed);
-        info!("virtual_server {}: accepting on {listen}", shared.table.name());
+        if worker == 0 {
+            info!("virtual_server {}: accepting on {listen}", shared.table.name());
+        }
         loop {
             tokio::select! {
                 r = listener.accept() => match r {
@@ -53,12 +57,14 @@ pub(crate) async fn serve(shared: Arc<Shared>, mut master: Option<watch::Receive
         }
         drop(listener);
         shared.serving.store(false, Ordering::Relaxed);
-        let n = shared.active.load(Ordering::Relaxed);
-        info!(
-            "virtual_server {}: no longer master; closed the listener and {n} connection(s)",
-            shared.table.name()
-        );
-        shared.close_all.send_modify(|g| *g += 1);
+        if worker == 0 {
+            let n = shared.active.load(Ordering::Relaxed);
+            info!(
+                "virtual_server {}: no longer master; closed the listener and {n} connection(s)",
+                shared.table.name()
+            );
+            shared.close_all.send_modify(|g| *g += 1);
+        }
     }
 }
 
@@ -96,7 +102,6 @@ async fn handle(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr) {
                 break;
             }
             Ok(Err(e)) => {
-                stats.add_failed_connect();
                 shared.passive_failure(
                     id,
                     &format!("connect failed: {}", crate::check::probe::io_error_detail(&e)),
@@ -104,7 +109,6 @@ async fn handle(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr) {
                 exclude.push(id);
             }
             Err(_) => {
-                stats.add_failed_connect();
                 shared.passive_failure(id, &format!("connect timeout after {} ms", connect_timeout.as_millis()));
                 exclude.push(id);
             }
@@ -123,44 +127,11 @@ async fn handle(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr) {
         let _ = sock.set_keepalive(true);
     }
     let idle = cfg.idle_timeout.to_duration();
-    let last = AtomicU64::new(0);
-    let start = tokio::time::Instant::now();
-    let (mut cr, mut cw) = client.into_split();
-    let (mut br, mut bw) = backend.into_split();
-    let up = async {
-        let mut buf = vec![0u8; BUF];
-        loop {
-            let n = cr.read(&mut buf).await?;
-            if n == 0 {
-                bw.shutdown().await?;
-                return Ok::<(), std::io::Error>(());
-            }
-            bw.write_all(&buf[..n]).await?;
-            stats.add_bytes_in(n as u64);
-            last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
-        }
-    };
-    let down = async {
-        let mut buf = vec![0u8; BUF];
-        loop {
-            let n = br.read(&mut buf).await?;
-            if n == 0 {
-                cw.shutdown().await?;
-                return Ok::<(), std::io::Error>(());
-            }
-            cw.write_all(&buf[..n]).await?;
-            stats.add_bytes_out(n as u64);
-            last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
-        }
-    };
-    let both = async {
-        let (a, b) = tokio::join!(up, down);
-        a.and(b)
-    };
+    let activity = Activity::new();
+    let both = relay(&client, &backend, &stats, &activity, true);
     let idle_watch = async {
         loop {
-            let since = start.elapsed().as_millis() as u64 - last.load(Ordering::Relaxed);
-            let since = Duration::from_millis(since);
+            let since = activity.idle_for();
             if since >= idle {
                 return;
             }

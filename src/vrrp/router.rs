@@ -221,7 +221,12 @@ impl Router {
                 Vec::new()
             }
             Input::SetPriority(p) => {
-                let p = p.max(1);
+                // TX4: 255 belongs to the address owner (configured 255), 0 to leaving.
+                let p = if self.cfg.priority == 255 {
+                    p.max(1)
+                } else {
+                    p.clamp(1, 254)
+                };
                 if p == self.priority {
                     return Vec::new();
                 }
@@ -468,11 +473,14 @@ impl Router {
         }
         match to {
             State::Master => {
-                // SM1 / SM4: advertise, take the VIPs, announce them.
+                // SM1 / SM4: take the VIPs, advertise, announce them. The VIPs
+                // come first: the old master drops them as soon as it hears
+                // this advert, and clients still sending to it until our GARP
+                // arrives would otherwise hit a node that owns nothing yet.
                 self.master_adver_interval = self.my_interval();
                 self.adopted = None;
-                out.push(self.advert(self.priority));
                 out.push(Action::AddVips(self.cfg.vips.clone()));
+                out.push(self.advert(self.priority));
                 out.push(Action::Announce {
                     vips: self.cfg.vips.clone(),
                     count: self.cfg.garp_master_repeat,
