@@ -351,8 +351,8 @@ fn owner_priority_255_starts_as_master__SM1() {
     lan.start(1);
     lan.start(0);
     let acts: Vec<&Action> = lan.nodes[0].log.iter().map(|(_, a)| a).collect();
-    assert!(matches!(acts[0], Action::AddVips(_)));
-    assert!(matches!(acts[1], Action::SendAdvert { advert, .. } if advert.priority == 255));
+    assert!(matches!(acts[0], Action::SendAdvert { advert, .. } if advert.priority == 255));
+    assert!(matches!(acts[1], Action::AddVips(_)));
     assert!(matches!(acts[2], Action::Announce { .. }));
     assert_eq!(lan.nodes[0].router.state(), State::Master);
     lan.run_until(Instant(10_000_000));

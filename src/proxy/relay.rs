@@ -11,7 +11,7 @@
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use nix::fcntl::{fcntl, splice, FcntlArg, OFlag, SpliceFFlags};
 use tokio::io::Interest;
@@ -71,9 +71,20 @@ pub async fn relay(
     activity: &Activity,
     allow_splice: bool,
 ) -> io::Result<()> {
-    let up = one_way(client, backend, stats, activity, Dir::Up, allow_splice);
-    let down = one_way(backend, client, stats, activity, Dir::Down, allow_splice);
+    let ended = AtomicBool::new(false);
+    let up = one_way(client, backend, stats, activity, Dir::Up, allow_splice, &ended);
+    let down = one_way(backend, client, stats, activity, Dir::Down, allow_splice, &ended);
     tokio::try_join!(up, down).map(|_| ())
+}
+
+/// End of stream on one direction: pass the FIN on, unless the other
+/// direction has already ended (both sockets are about to be closed, and
+/// close sends the FIN: one syscall less per connection).
+fn end_of_stream(dst: &TcpStream, ended: &AtomicBool) -> io::Result<()> {
+    if ended.swap(true, Ordering::Relaxed) {
+        return Ok(());
+    }
+    half_close(dst)
 }
 
 fn count(stats: &BackendStats, dir: Dir, n: usize) {
@@ -98,6 +109,7 @@ async fn one_way(
     activity: &Activity,
     dir: Dir,
     allow_splice: bool,
+    ended: &AtomicBool,
 ) -> io::Result<()> {
     let mut buf = vec![0u8; COPY_BUF];
     loop {
@@ -108,7 +120,7 @@ async fn one_way(
             Err(e) => return Err(e),
         };
         if n == 0 {
-            return half_close(dst);
+            return end_of_stream(dst, ended);
         }
         write_all(dst, &buf[..n]).await?;
         count(stats, dir, n);
@@ -117,8 +129,8 @@ async fn one_way(
             // Bulk transfer: go zero-copy for the rest of this direction.
             drop(buf);
             return match Pipe::new() {
-                Ok(pipe) => splice_loop(src, dst, &pipe, stats, activity, dir).await,
-                Err(_) => copy_loop(src, dst, stats, activity, dir).await,
+                Ok(pipe) => splice_loop(src, dst, &pipe, stats, activity, dir, ended).await,
+                Err(_) => copy_loop(src, dst, stats, activity, dir, ended).await,
             };
         }
     }
@@ -144,6 +156,7 @@ async fn copy_loop(
     stats: &BackendStats,
     activity: &Activity,
     dir: Dir,
+    ended: &AtomicBool,
 ) -> io::Result<()> {
     let mut buf = vec![0u8; 4 * COPY_BUF];
     loop {
@@ -154,7 +167,7 @@ async fn copy_loop(
             Err(e) => return Err(e),
         };
         if n == 0 {
-            return half_close(dst);
+            return end_of_stream(dst, ended);
         }
         write_all(dst, &buf[..n]).await?;
         count(stats, dir, n);
@@ -185,6 +198,7 @@ async fn splice_loop(
     stats: &BackendStats,
     activity: &Activity,
     dir: Dir,
+    ended: &AtomicBool,
 ) -> io::Result<()> {
     loop {
         // Fill the (empty) pipe from the source socket. EAGAIN here can only
@@ -198,7 +212,7 @@ async fn splice_loop(
             Err(e) => return Err(e),
         };
         if n == 0 {
-            return half_close(dst);
+            return end_of_stream(dst, ended);
         }
         // Drain the pipe into the destination socket. EAGAIN here means the
         // socket's send buffer is full: the pipe has data.

@@ -27,6 +27,9 @@ pub(crate) async fn serve(shared: Arc<Shared>, mut master: Option<watch::Receive
         let listen = shared.cfg.load().listen;
         let listener = match freebind_socket(listen, socket2::Type::STREAM)
             .and_then(|s| {
+                // Accepted sockets inherit these: no setsockopt per client.
+                s.set_tcp_nodelay(true)?;
+                s.set_keepalive(true)?;
                 s.listen(1024)?;
                 Ok(s)
             })
@@ -121,11 +124,9 @@ async fn handle(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr) {
     };
     let _conn = stats.open();
     let mut close_backend = shared.backend_closer(addr);
-    for s in [&client, &backend] {
-        let _ = s.set_nodelay(true);
-        let sock = socket2::SockRef::from(s);
-        let _ = sock.set_keepalive(true);
-    }
+    // The client socket inherited TCP_NODELAY and SO_KEEPALIVE from the listener.
+    let _ = backend.set_nodelay(true);
+    let _ = socket2::SockRef::from(&backend).set_keepalive(true);
     let idle = cfg.idle_timeout.to_duration();
     let activity = Activity::new();
     let both = relay(&client, &backend, &stats, &activity, true);

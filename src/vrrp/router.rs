@@ -473,14 +473,13 @@ impl Router {
         }
         match to {
             State::Master => {
-                // SM1 / SM4: take the VIPs, advertise, announce them. The VIPs
-                // come first: the old master drops them as soon as it hears
-                // this advert, and clients still sending to it until our GARP
-                // arrives would otherwise hit a node that owns nothing yet.
+                // SM1 / SM4: advertise, take the VIPs, announce them. The
+                // advert goes first (RFC order): taking it after the netlink
+                // round trip measurably delayed it past Master_Down_Interval.
                 self.master_adver_interval = self.my_interval();
                 self.adopted = None;
-                out.push(Action::AddVips(self.cfg.vips.clone()));
                 out.push(self.advert(self.priority));
+                out.push(Action::AddVips(self.cfg.vips.clone()));
                 out.push(Action::Announce {
                     vips: self.cfg.vips.clone(),
                     count: self.cfg.garp_master_repeat,
