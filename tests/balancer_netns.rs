@@ -601,3 +601,72 @@ fn bulk_stream_is_relayed_intact_both_ways_with_half_close() {
     .0;
     assert_eq!((bi, bo), (sent, back));
 }
+
+/// UDP: a backend that answers with ICMP port unreachable is counted as a
+/// passive health failure per refused flow and taken out after `fall`, while
+/// its (TCP) active check still passes; maint ends a running flow and the
+/// client's next datagram goes to another backend.
+#[test]
+fn udp_refusals_are_passive_failures_and_maint_ends_flows() {
+    let _g = netns_lock();
+    let mut b = bal("bur", 1);
+    let udp = format!(
+        "[virtual_server.syslog]\nlisten = \"{VIP}:6000\"\nprotocol = \"udp\"\nlb_algo = \"rr\"\nvrrp_instance = \"VI_1\"\ncheck = {{ type = \"tcp\", port = 6000, interval = \"1s\", timeout = \"300ms\", rise = 5, fall = 2 }}\nreal_server = [\n  {{ address = \"198.51.100.11:6100\" }},\n  {{ address = \"198.51.100.12:6000\" }},\n  {{ address = \"198.51.100.13:6000\" }},\n]\n"
+    );
+    b.start("fe1", 150, &udp);
+    b.wait_all_up("fe1");
+    // Nothing listens on be1's UDP 6100: its flows are refused.
+    let flows = |n: usize| {
+        let script = format!(
+            "import socket\nfor i in range({n}):\n    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(1.0)\n    u.sendto(b'm', ('{VIP}', 6000))\n    try:\n        print(u.recv(200).decode().split(':')[0])\n    except OSError:\n        print('none')\n    u.close()\n"
+        );
+        sh(&["ip", "netns", "exec", &b.lab.ns("client"), "python3", "-c", &script])
+    };
+    let first = flows(6);
+    assert!(first.lines().any(|l| l == "none"), "be1 refused some flows: {first}");
+    b.wait_health("fe1", "198.51.100.11:6100", "down", Duration::from_secs(5));
+    let st = b.status("fe1").unwrap();
+    let be1 = &st["virtual_servers"][0]["backends"][0];
+    assert!(
+        be1["last_change"].as_str().unwrap_or("").contains("port unreachable"),
+        "{be1}"
+    );
+    let after = flows(6);
+    assert!(
+        after.lines().all(|l| l == "be2" || l == "be3"),
+        "be1 out of rotation: {after}"
+    );
+
+    // Maint ends a live flow: the same client socket is then served elsewhere.
+    let script = format!(
+        "import socket, subprocess, sys, time\nu = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(2)\nu.sendto(b'a', ('{VIP}', 6000)); who = u.recv(200).decode().split(':')[0]\nprint(who, flush=True)\nsys.stdin.readline()\ntime.sleep(0.3)\nu.sendto(b'b', ('{VIP}', 6000)); print(u.recv(200).decode().split(':')[0], flush=True)\n"
+    );
+    let mut child = std::process::Command::new("ip")
+        .args(["netns", "exec", &b.lab.ns("client"), "python3", "-u", "-c", &script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("client");
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut who = String::new();
+    std::io::BufRead::read_line(&mut out, &mut who).expect("first answer");
+    let who = who.trim().to_string();
+    let addr = match who.as_str() {
+        "be2" => "198.51.100.12:6000",
+        "be3" => "198.51.100.13:6000",
+        other => panic!("unexpected first backend {other:?}"),
+    };
+    let o = b.vipctl("fe1", &["backend", "maint", "syslog", addr]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(b"go\n").expect("signal client");
+    }
+    let mut second = String::new();
+    std::io::BufRead::read_line(&mut out, &mut second).expect("second answer");
+    let _ = child.wait();
+    let second = second.trim();
+    assert!(second == "be2" || second == "be3", "answered: {second:?}");
+    assert_ne!(second, who, "the flow left the backend in maintenance");
+}

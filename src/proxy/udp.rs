@@ -106,7 +106,7 @@ async fn open_flow(
 ) -> Option<Flow> {
     let snap = shared.table.load();
     let e = snap.pick_entry(client, &[])?;
-    let (addr, stats) = (e.address, e.stats.clone());
+    let (id, addr, stats) = (e.id, e.address, e.stats.clone());
     drop(snap);
     let bind: SocketAddr = if addr.is_ipv4() {
         "0.0.0.0:0".parse().ok()?
@@ -120,10 +120,18 @@ async fn open_flow(
     let idle = shared.cfg.load().idle_timeout.to_duration();
     let last = Arc::new(std::sync::atomic::AtomicU64::new(epoch.elapsed().as_millis() as u64));
     let (rs, front, st, seen) = (s.clone(), front.clone(), stats.clone(), last.clone());
+    let mut maint = shared.backend_closer(addr);
+    let shared = shared.clone();
     let task = tokio::spawn(async move {
         let mut buf = vec![0u8; 65_536];
         loop {
-            match tokio::time::timeout(idle, rs.recv(&mut buf)).await {
+            let r = tokio::select! {
+                r = tokio::time::timeout(idle, rs.recv(&mut buf)) => r,
+                // Backend put in maintenance: end the flow; the client's next
+                // datagram picks another backend.
+                _ = maint.changed() => break,
+            };
+            match r {
                 Ok(Ok(n)) => {
                     seen.store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
                     if front.send_to(&buf[..n], client).await.is_ok() {
@@ -132,13 +140,19 @@ async fn open_flow(
                 }
                 // Idle in this direction: the flow lives on while the client still sends.
                 Err(_) => {
-                    let quiet = epoch.elapsed().as_millis() as u64 - seen.load(Ordering::Relaxed);
+                    let quiet = (epoch.elapsed().as_millis() as u64).saturating_sub(seen.load(Ordering::Relaxed));
                     if quiet >= idle.as_millis() as u64 {
                         break;
                     }
                 }
-                // Refused (ICMP port unreachable): the flow ends, the next datagram picks again.
-                Ok(Err(_)) => break,
+                // Refused (ICMP port unreachable): a passive health failure; the
+                // flow ends and the client's next datagram picks again.
+                Ok(Err(e)) => {
+                    if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                        shared.passive_failure(id, "udp: port unreachable");
+                    }
+                    break;
+                }
             }
         }
         let _ = ended.send(client);
