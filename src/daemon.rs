@@ -267,20 +267,20 @@ impl Daemon {
         loop {
             let now = d.clock.now();
             let stale = armed.is_none_or(|a| a <= now);
-            let partial = touched.take().filter(|_| !stale);
-            let (deadline, full) = match &partial {
-                Some(list) => (
-                    list.iter().filter_map(|&i| d.insts.get(i)?.router.poll_at()).min(),
-                    false,
-                ),
-                None => (d.insts.iter().filter_map(|i| i.router.poll_at()).min(), true),
+            let rearm = match touched.take().filter(|_| !stale) {
+                // Only these moved, and the armed timer is still ahead: an
+                // earlier deadline among them is the only reason to re-arm.
+                Some(list) => {
+                    let deadline = list.iter().filter_map(|&i| d.insts.get(i)?.router.poll_at()).min();
+                    (deadline.is_some() && deadline < armed).then_some(deadline)
+                }
+                None => {
+                    let deadline = d.insts.iter().filter_map(|i| i.router.poll_at()).min();
+                    (deadline.is_some() && (stale || deadline < armed) || deadline.is_none() && armed.is_some())
+                        .then_some(deadline)
+                }
             };
-            let rearm = if full {
-                deadline.is_some() && (stale || deadline < armed) || deadline.is_none() && armed.is_some()
-            } else {
-                deadline.is_some() && deadline < armed
-            };
-            if rearm {
+            if let Some(deadline) = rearm {
                 let after = deadline.map(|t| Duration::from_micros(t.0.saturating_sub(now.0)));
                 timer.set(after).map_err(|e| format!("timerfd: {e}"))?;
                 armed = deadline;

@@ -105,6 +105,19 @@ impl Bal {
         )
         .1
     }
+    /// Until `fe` accepts on the first virtual server and its first backend is up.
+    fn wait_serving(&self, fe: &str) {
+        poll_until(
+            &format!("{fe} serving"),
+            Duration::from_secs(10),
+            Duration::from_millis(50),
+            || {
+                let st = self.status(fe)?;
+                let vs = &st["virtual_servers"][0];
+                (vs["serving"] == true && vs["backends"][0]["health"] == "up").then_some(())
+            },
+        );
+    }
     fn wait_all_up(&self, fe: &str) {
         poll_until(
             "all backends up",
@@ -496,16 +509,7 @@ fn losing_mastership_closes_proxied_connections() {
         "[virtual_server.echo]\nlisten = \"{VIP}:6001\"\nvrrp_instance = \"VI_1\"\ncheck = {{ type = \"tcp\", interval = \"300ms\", timeout = \"200ms\", rise = 1, fall = 2 }}\nreal_server = [{{ address = \"198.51.100.11:6001\" }}]\n"
     );
     b.start("fe2", 100, &echo);
-    poll_until(
-        "fe2 serving",
-        Duration::from_secs(10),
-        Duration::from_millis(50),
-        || {
-            let st = b.status("fe2")?;
-            (st["virtual_servers"][0]["serving"] == true && st["virtual_servers"][0]["backends"][0]["health"] == "up")
-                .then_some(())
-        },
-    );
+    b.wait_serving("fe2");
     let script = stream_script(6001, 100);
     let ns = b.lab.ns("client");
     b.lab.spawn("stream", &ns, &["python3", "-u", "-c", &script]);
@@ -553,16 +557,7 @@ fn bulk_stream_is_relayed_intact_both_ways_with_half_close() {
         "[virtual_server.echo]\nlisten = \"{VIP}:6001\"\nvrrp_instance = \"VI_1\"\ncheck = {{ type = \"tcp\", interval = \"300ms\", timeout = \"200ms\", rise = 1, fall = 2 }}\nreal_server = [{{ address = \"198.51.100.11:6001\" }}]\n"
     );
     b.start("fe1", 150, &echo);
-    poll_until(
-        "fe1 serving",
-        Duration::from_secs(10),
-        Duration::from_millis(50),
-        || {
-            let st = b.status("fe1")?;
-            (st["virtual_servers"][0]["serving"] == true && st["virtual_servers"][0]["backends"][0]["health"] == "up")
-                .then_some(())
-        },
-    );
+    b.wait_serving("fe1");
     // 131072 lines of 64 bytes; the echo prefixes each with "be1: ".
     let script = format!(
         "import socket, threading, hashlib\n\
@@ -638,19 +633,28 @@ fn udp_refusals_are_passive_failures_and_maint_ends_flows() {
     );
 
     // Maint ends a live flow: the same client socket is then served elsewhere.
+    // The client (a lab process: stopped with the lab) waits for a go file.
+    let go = b.lab.dir.join("go");
     let script = format!(
-        "import socket, subprocess, sys, time\nu = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(2)\nu.sendto(b'a', ('{VIP}', 6000)); who = u.recv(200).decode().split(':')[0]\nprint(who, flush=True)\nsys.stdin.readline()\ntime.sleep(0.3)\nu.sendto(b'b', ('{VIP}', 6000)); print(u.recv(200).decode().split(':')[0], flush=True)\n"
+        "import os, socket, time\nu = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(2)\nu.sendto(b'a', ('{VIP}', 6000)); print(u.recv(200).decode().split(':')[0], flush=True)\nfor _ in range(200):\n    if os.path.exists('{go}'): break\n    time.sleep(0.05)\ntime.sleep(0.3)\nu.sendto(b'b', ('{VIP}', 6000)); print(u.recv(200).decode().split(':')[0], flush=True)\n",
+        go = go.display()
     );
-    let mut child = std::process::Command::new("ip")
-        .args(["netns", "exec", &b.lab.ns("client"), "python3", "-u", "-c", &script])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("client");
-    let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
-    let mut who = String::new();
-    std::io::BufRead::read_line(&mut out, &mut who).expect("first answer");
-    let who = who.trim().to_string();
+    let ns = b.lab.ns("client");
+    b.lab.spawn("flow", &ns, &["python3", "-u", "-c", &script]);
+    let answers = |n: usize| {
+        poll_until(
+            &format!("{n} answer(s) on the flow"),
+            Duration::from_secs(10),
+            Duration::from_millis(20),
+            || {
+                let log = b.lab.log("flow");
+                let lines: Vec<String> = log.lines().map(|l| l.trim().to_string()).collect();
+                (lines.len() >= n).then_some(lines)
+            },
+        )
+        .0
+    };
+    let who = answers(1)[0].clone();
     let addr = match who.as_str() {
         "be2" => "198.51.100.12:6000",
         "be3" => "198.51.100.13:6000",
@@ -658,15 +662,9 @@ fn udp_refusals_are_passive_failures_and_maint_ends_flows() {
     };
     let o = b.vipctl("fe1", &["backend", "maint", "syslog", addr]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().expect("stdin");
-        stdin.write_all(b"go\n").expect("signal client");
-    }
-    let mut second = String::new();
-    std::io::BufRead::read_line(&mut out, &mut second).expect("second answer");
-    let _ = child.wait();
-    let second = second.trim();
+    std::fs::write(&go, b"go").expect("go file");
+    let second = answers(2)[1].clone();
+    let second = second.as_str();
     assert!(second == "be2" || second == "be3", "answered: {second:?}");
     assert_ne!(second, who, "the flow left the backend in maintenance");
 }

@@ -20,13 +20,13 @@ use tokio::net::TcpStream;
 use crate::balance::BackendStats;
 
 /// Copy buffer per direction. A read that fills it switches to splice.
-pub const COPY_BUF: usize = 16 * 1024;
+const COPY_BUF: usize = 16 * 1024;
 /// Pipe capacity asked for once splicing (the kernel default is 64 KiB).
 const PIPE_SIZE: i32 = 256 * 1024;
 
 /// Which way bytes go, for the per-backend byte counters.
 #[derive(Clone, Copy)]
-pub enum Dir {
+enum Dir {
     /// Client to backend (`bytes_in`).
     Up,
     /// Backend to client (`bytes_out`).
@@ -34,13 +34,13 @@ pub enum Dir {
 }
 
 /// Milliseconds since `start` of the last byte relayed, for the idle timeout.
-pub struct Activity {
+pub(crate) struct Activity {
     start: std::time::Instant,
     last_ms: AtomicU64,
 }
 
 impl Activity {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Activity {
             start: std::time::Instant::now(),
             last_ms: AtomicU64::new(0),
@@ -51,67 +51,95 @@ impl Activity {
             .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
     /// Time since the last byte (never negative).
-    pub fn idle_for(&self) -> std::time::Duration {
+    pub(crate) fn idle_for(&self) -> std::time::Duration {
         let now = self.start.elapsed().as_millis() as u64;
         std::time::Duration::from_millis(now.saturating_sub(self.last_ms.load(Ordering::Relaxed)))
     }
 }
 
-impl Default for Activity {
-    fn default() -> Self {
-        Self::new()
+/// What one direction reports back: its counters, the shared idle clock and
+/// the flag telling whether the other direction has already ended.
+struct Way<'a> {
+    stats: &'a BackendStats,
+    activity: &'a Activity,
+    dir: Dir,
+    ended: &'a AtomicBool,
+}
+
+impl Way<'_> {
+    /// `n` bytes went through.
+    fn moved(&self, n: usize) {
+        match self.dir {
+            Dir::Up => self.stats.add_bytes_in(n as u64),
+            Dir::Down => self.stats.add_bytes_out(n as u64),
+        }
+        self.activity.touch();
+    }
+
+    /// End of stream: pass the FIN on, unless the other direction has already
+    /// ended (both sockets are about to be closed, and close sends the FIN:
+    /// one syscall less per connection).
+    fn end_of_stream(&self, dst: &TcpStream) -> io::Result<()> {
+        if self.ended.swap(true, Ordering::Relaxed) {
+            return Ok(());
+        }
+        match socket2::SockRef::from(dst).shutdown(std::net::Shutdown::Write) {
+            // The peer already went away entirely: nothing left to tell it.
+            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Ok(()),
+            r => r,
+        }
     }
 }
 
 /// Relay both directions until both ended cleanly or one failed.
-pub async fn relay(
+pub(crate) async fn relay(
     client: &TcpStream,
     backend: &TcpStream,
     stats: &BackendStats,
     activity: &Activity,
-    allow_splice: bool,
 ) -> io::Result<()> {
     let ended = AtomicBool::new(false);
-    let up = one_way(client, backend, stats, activity, Dir::Up, allow_splice, &ended);
-    let down = one_way(backend, client, stats, activity, Dir::Down, allow_splice, &ended);
+    let way = |dir| Way {
+        stats,
+        activity,
+        dir,
+        ended: &ended,
+    };
+    let up = one_way(client, backend, way(Dir::Up));
+    let down = one_way(backend, client, way(Dir::Down));
     tokio::try_join!(up, down).map(|_| ())
 }
 
-/// End of stream on one direction: pass the FIN on, unless the other
-/// direction has already ended (both sockets are about to be closed, and
-/// close sends the FIN: one syscall less per connection).
-fn end_of_stream(dst: &TcpStream, ended: &AtomicBool) -> io::Result<()> {
-    if ended.swap(true, Ordering::Relaxed) {
+async fn one_way(src: &TcpStream, dst: &TcpStream, way: Way<'_>) -> io::Result<()> {
+    if copy(src, dst, &way, COPY_BUF, true).await? == Copied::Ended {
         return Ok(());
     }
-    half_close(dst)
-}
-
-fn count(stats: &BackendStats, dir: Dir, n: usize) {
-    match dir {
-        Dir::Up => stats.add_bytes_in(n as u64),
-        Dir::Down => stats.add_bytes_out(n as u64),
+    // Bulk transfer: go zero-copy for the rest of this direction (or copy
+    // with a larger buffer if no pipe can be had).
+    match Pipe::new() {
+        Ok(pipe) => splice_loop(src, dst, &pipe, &way).await,
+        Err(_) => copy(src, dst, &way, 4 * COPY_BUF, false).await.map(|_| ()),
     }
 }
 
-fn half_close(dst: &TcpStream) -> io::Result<()> {
-    match socket2::SockRef::from(dst).shutdown(std::net::Shutdown::Write) {
-        // The peer already went away entirely: nothing left to tell it.
-        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Ok(()),
-        r => r,
-    }
+#[derive(PartialEq)]
+enum Copied {
+    /// End of stream, passed on.
+    Ended,
+    /// A read filled the buffer (only when asked to stop there).
+    Bulk,
 }
 
-async fn one_way(
+/// Copy through a user-space buffer until end of stream, or until a read
+/// fills the buffer if `stop_when_full`.
+async fn copy(
     src: &TcpStream,
     dst: &TcpStream,
-    stats: &BackendStats,
-    activity: &Activity,
-    dir: Dir,
-    allow_splice: bool,
-    ended: &AtomicBool,
-) -> io::Result<()> {
-    let mut buf = vec![0u8; COPY_BUF];
+    way: &Way<'_>,
+    size: usize,
+    stop_when_full: bool,
+) -> io::Result<Copied> {
+    let mut buf = vec![0u8; size];
     loop {
         src.readable().await?;
         let n = match src.try_read(&mut buf) {
@@ -120,18 +148,13 @@ async fn one_way(
             Err(e) => return Err(e),
         };
         if n == 0 {
-            return end_of_stream(dst, ended);
+            way.end_of_stream(dst)?;
+            return Ok(Copied::Ended);
         }
         write_all(dst, &buf[..n]).await?;
-        count(stats, dir, n);
-        activity.touch();
-        if n == COPY_BUF && allow_splice {
-            // Bulk transfer: go zero-copy for the rest of this direction.
-            drop(buf);
-            return match Pipe::new() {
-                Ok(pipe) => splice_loop(src, dst, &pipe, stats, activity, dir, ended).await,
-                Err(_) => copy_loop(src, dst, stats, activity, dir, ended).await,
-            };
+        way.moved(n);
+        if stop_when_full && n == size {
+            return Ok(Copied::Bulk);
         }
     }
 }
@@ -147,32 +170,6 @@ async fn write_all(dst: &TcpStream, mut data: &[u8]) -> io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// The copy path with a larger buffer, if no pipe could be made.
-async fn copy_loop(
-    src: &TcpStream,
-    dst: &TcpStream,
-    stats: &BackendStats,
-    activity: &Activity,
-    dir: Dir,
-    ended: &AtomicBool,
-) -> io::Result<()> {
-    let mut buf = vec![0u8; 4 * COPY_BUF];
-    loop {
-        src.readable().await?;
-        let n = match src.try_read(&mut buf) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
-        };
-        if n == 0 {
-            return end_of_stream(dst, ended);
-        }
-        write_all(dst, &buf[..n]).await?;
-        count(stats, dir, n);
-        activity.touch();
-    }
 }
 
 struct Pipe {
@@ -191,15 +188,7 @@ impl Pipe {
 
 const FLAGS: SpliceFFlags = SpliceFFlags::SPLICE_F_MOVE.union(SpliceFFlags::SPLICE_F_NONBLOCK);
 
-async fn splice_loop(
-    src: &TcpStream,
-    dst: &TcpStream,
-    pipe: &Pipe,
-    stats: &BackendStats,
-    activity: &Activity,
-    dir: Dir,
-    ended: &AtomicBool,
-) -> io::Result<()> {
+async fn splice_loop(src: &TcpStream, dst: &TcpStream, pipe: &Pipe, way: &Way<'_>) -> io::Result<()> {
     loop {
         // Fill the (empty) pipe from the source socket. EAGAIN here can only
         // mean the socket has nothing: the pipe is empty.
@@ -212,7 +201,7 @@ async fn splice_loop(
             Err(e) => return Err(e),
         };
         if n == 0 {
-            return end_of_stream(dst, ended);
+            return way.end_of_stream(dst);
         }
         // Drain the pipe into the destination socket. EAGAIN here means the
         // socket's send buffer is full: the pipe has data.
@@ -228,7 +217,6 @@ async fn splice_loop(
                 Err(e) => return Err(e),
             }
         }
-        count(stats, dir, n);
-        activity.touch();
+        way.moved(n);
     }
 }

@@ -129,7 +129,7 @@ async fn handle(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr) {
     let _ = socket2::SockRef::from(&backend).set_keepalive(true);
     let idle = cfg.idle_timeout.to_duration();
     let activity = Activity::new();
-    let both = relay(&client, &backend, &stats, &activity, true);
+    let both = relay(&client, &backend, &stats, &activity);
     let idle_watch = async {
         loop {
             let since = activity.idle_for();
