@@ -638,3 +638,139 @@ fn sd_notify_ready_after_first_state() {
     let st = f.wait_status("fe1");
     assert_eq!(st["reloads"].as_u64(), Some(1));
 }
+
+fn vipctl_reload(f: &Front, node: &str) -> std::process::Output {
+    run(&[
+        "ip",
+        "netns",
+        "exec",
+        &f.ns(node),
+        VIPCTL,
+        "--socket",
+        &f.sock(node),
+        "reload",
+    ])
+}
+
+/// `ip -o addr` lines of `ns` that carry `addr` (with their prefix).
+fn addr_lines(ns: &str, addr: &str) -> Vec<String> {
+    let out = run(&["ip", "-n", ns, "-o", "addr", "show", "dev", "eth0"]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.split_whitespace().any(|w| w.split('/').next() == Some(addr)))
+        .map(|l| l.to_string())
+        .collect()
+}
+
+/// Issue 8 row 3: a VIP dropped from the config by a reload leaves the interface.
+#[test]
+fn reload_that_drops_a_vip_removes_it_from_the_interface__EX4() {
+    let _g = netns_lock();
+    let mut f = front("rldrop", 1, false);
+    let two = "virtual_router_id = 51\npriority = 150\nadvert_int = 0.1\nvirtual_ipaddress = [\"192.0.2.100/24\", \"192.0.2.101/24\"]\n";
+    f.write_cfg("fe1", two);
+    f.start("fe1");
+    f.wait_single_holder(VIP, "fe1", Duration::from_secs(10));
+    poll_until(
+        "both VIPs on fe1",
+        Duration::from_secs(5),
+        Duration::from_millis(20),
+        || f.lab.has_addr(&f.ns("fe1"), "192.0.2.101").then_some(()),
+    );
+    f.write_cfg("fe1", &v3(150, ""));
+    let out = vipctl_reload(&f, "fe1");
+    assert!(out.status.success(), "reload: {}", String::from_utf8_lossy(&out.stderr));
+    let gone = poll_until_ok(Duration::from_secs(5), || !f.lab.has_addr(&f.ns("fe1"), "192.0.2.101"));
+    if !gone {
+        f.lab.dump_logs();
+        panic!("192.0.2.101 stayed on fe1 after a reload that dropped it");
+    }
+    assert!(f.lab.has_addr(&f.ns("fe1"), VIP), "the kept VIP must stay");
+    assert_eq!(f.wait_status("fe1")["instances"][0]["state"], "master");
+}
+
+/// Issue 8 row 4: a prefix change by reload, then SIGTERM: the VIP must leave
+/// (deleted with the prefix the kernel reports), or two hosts hold it.
+#[test]
+fn reload_with_prefix_change_then_sigterm_leaves_no_stale_vip__EX4_SM12() {
+    let _g = netns_lock();
+    let mut f = front("rlpfx", 2, false);
+    f.write_cfg("fe1", &v3(150, ""));
+    f.write_cfg("fe2", &v3(100, ""));
+    f.start("fe1");
+    f.start("fe2");
+    f.wait_single_holder(VIP, "fe1", Duration::from_secs(10));
+    f.write_cfg(
+        "fe1",
+        "virtual_router_id = 51\npriority = 150\nadvert_int = 0.1\nvirtual_ipaddress = [\"192.0.2.100/32\"]\n",
+    );
+    let out = vipctl_reload(&f, "fe1");
+    assert!(out.status.success(), "reload: {}", String::from_utf8_lossy(&out.stderr));
+    let ns1 = f.ns("fe1");
+    let ok = poll_until_ok(Duration::from_secs(5), || {
+        let l = addr_lines(&ns1, VIP);
+        l.len() == 1 && l[0].contains("192.0.2.100/32")
+    });
+    if !ok {
+        f.lab.dump_logs();
+        panic!("VIP not re-added with the new prefix: {:?}", addr_lines(&ns1, VIP));
+    }
+    f.lab.signal("fe1", libc::SIGTERM, Duration::from_secs(10));
+    f.wait_single_holder(VIP, "fe2", Duration::from_secs(10));
+    assert!(!f.lab.has_addr(&ns1, VIP), "stopped fe1 still holds the VIP");
+}
+
+/// Issue 8 row 5: the master's own address is deleted and comes back. Never
+/// two holders for good: with no usable source the master goes to FAULT and
+/// releases the VIP; when the address returns it recovers by itself, and a
+/// VIP is never chosen as the source.
+#[test]
+fn own_address_loss_faults_and_recovers_without_two_holders__TX3_SM14() {
+    let _g = netns_lock();
+    let mut f = front("ownaddr", 2, false);
+    f.write_cfg("fe1", &v3(150, ""));
+    f.write_cfg("fe2", &v3(100, ""));
+    f.start("fe1");
+    f.start("fe2");
+    f.wait_single_holder(VIP, "fe1", Duration::from_secs(10));
+    let ns1 = f.ns("fe1");
+    sh(&["ip", "-n", &ns1, "addr", "del", "192.0.2.1/24", "dev", "eth0"]);
+    // fe2 takes over alone; fe1 is in FAULT without the VIP.
+    f.wait_single_holder(VIP, "fe2", Duration::from_secs(10));
+    let fault = poll_until_ok(Duration::from_secs(5), || f.state("fe1").as_deref() == Some("fault"));
+    if !fault {
+        f.lab.dump_logs();
+        panic!("fe1 is {:?}, not fault, without a source address", f.state("fe1"));
+    }
+    // The address comes back: fe1 preempts and is the only holder again, for good.
+    sh(&["ip", "-n", &ns1, "addr", "add", "192.0.2.1/24", "dev", "eth0"]);
+    f.wait_single_holder(VIP, "fe1", Duration::from_secs(10));
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        let h = f.holders(VIP);
+        if h != vec!["fe1".to_string()] {
+            f.lab.dump_logs();
+            panic!("holders after recovery: {h:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let st = f.wait_status("fe1");
+    assert_eq!(
+        st["instances"][0]["source"], "192.0.2.1",
+        "a VIP must never be the source"
+    );
+}
+
+/// Bounded poll that reports instead of panicking.
+fn poll_until_ok(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -48,6 +48,15 @@ pub struct InstanceStatus {
     pub link_up: bool,
     /// VIPs deleted behind our back while master and re-added (EX2).
     pub vips_readded: u64,
+    /// Netlink refused to add a VIP (retried with backoff).
+    #[serde(default)]
+    pub vip_add_failures: u64,
+    /// A VIP removal failed, or the VIP was still there after it.
+    #[serde(default)]
+    pub vip_remove_failures: u64,
+    /// The last VIP install or removal error, if any.
+    #[serde(default)]
+    pub vip_last_error: Option<String>,
     #[serde(flatten)]
     pub router: RouterStatus,
 }

@@ -6,7 +6,7 @@
 //! level-triggered: any event for an interface makes the daemon re-read that
 //! interface's facts and act on what changed.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -25,12 +25,21 @@ pub struct IfFacts {
     pub mac: [u8; 6],
     /// Administratively up and carrier present (IFF_UP and IFF_LOWER_UP).
     pub up: bool,
-    /// IPv4 addresses that are not secondaries, in kernel order.
-    pub primary_v4: Vec<Ipv4Addr>,
+    /// IPv4 addresses in kernel order, with their secondary flag.
+    pub v4: Vec<V4Addr>,
     /// Link-local IPv6 addresses.
     pub link_local_v6: Vec<Ipv6Addr>,
-    /// Every address on the interface.
-    pub addrs: BTreeSet<IpAddr>,
+    /// Every address on the interface with the prefix length the kernel reports
+    /// (a delete must name that prefix: linux-notes.md).
+    pub addrs: BTreeMap<IpAddr, u8>,
+}
+
+/// One IPv4 address of an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct V4Addr {
+    pub addr: Ipv4Addr,
+    /// IFA_F_SECONDARY: in the subnet of another (primary) address.
+    pub secondary: bool,
 }
 
 /// A handle on the netlink route socket (requests).
@@ -88,15 +97,14 @@ impl Netlink {
                 continue;
             }
             let Some(ip) = address_of(&msg) else { continue };
-            f.addrs.insert(ip);
+            f.addrs.insert(ip, msg.header.prefix_len);
             match ip {
-                IpAddr::V4(v4) => {
-                    if !msg.header.flags.contains(AddressHeaderFlags::Secondary) {
-                        f.primary_v4.push(v4);
-                    }
-                }
+                IpAddr::V4(addr) => f.v4.push(V4Addr {
+                    addr,
+                    secondary: msg.header.flags.contains(AddressHeaderFlags::Secondary),
+                }),
                 IpAddr::V6(v6) => {
-                    if (v6.segments()[0] & 0xffc0) == 0xfe80 {
+                    if crate::vrrp::wire::is_link_local(v6) {
                         f.link_local_v6.push(v6);
                     }
                 }
@@ -159,6 +167,15 @@ fn address_of(msg: &AddressMessage) -> Option<IpAddr> {
         }
     }
     addr
+}
+
+/// Facts of each named interface (`None` = it does not exist), read in one go.
+pub async fn read_facts(nl: &Netlink, names: &[String]) -> Vec<(String, io::Result<Option<IfFacts>>)> {
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        out.push((name.clone(), nl.facts(name).await));
+    }
+    out
 }
 
 /// A link or address changed on interface `index` (0 = unknown: re-read all).

@@ -20,21 +20,7 @@ use tokio::io::unix::AsyncFd;
 
 use crate::vrrp::wire::{GROUP_V4, GROUP_V6, PROTOCOL};
 
-/// Address family of a socket / instance.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Family {
-    V4,
-    V6,
-}
-
-impl Family {
-    pub fn of(addr: &IpAddr) -> Family {
-        match addr {
-            IpAddr::V4(_) => Family::V4,
-            IpAddr::V6(_) => Family::V6,
-        }
-    }
-}
+pub use crate::vrrp::wire::Family;
 
 /// What a receive returned besides the bytes.
 #[derive(Clone, Copy, Debug)]
@@ -147,8 +133,7 @@ impl VrrpSocket {
 }
 
 fn is_link_scope(a: &Ipv6Addr) -> bool {
-    let s = a.segments();
-    (s[0] & 0xffc0) == 0xfe80 || (s[0] & 0xff0f) == 0xff02
+    crate::vrrp::wire::is_link_local(*a) || (a.segments()[0] & 0xff0f) == 0xff02
 }
 
 fn recv_once(fd: RawFd, family: Family, buf: &mut [u8]) -> io::Result<RecvMeta> {

@@ -1,0 +1,625 @@
+//! SHELL: the kernel side of the daemon. Interface facts from netlink, one raw
+//! VRRP socket per (interface, family) with its receive task, AF_PACKET
+//! announcements, and VIP install and repair. Every netlink request runs in one
+//! worker task, so a round trip never blocks the event loop; its results come
+//! back as events and reach the instance (counted, retried with backoff, shown
+//! in status), not only the log.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tracing::{debug, error, info, warn};
+
+use super::facts::{plan_vips, source_for, tracked_priority};
+use super::{Daemon, Event};
+use crate::net::announce::PacketSender;
+use crate::net::netlink::{read_facts, IfFacts, Netlink};
+use crate::net::vrrp_socket::{Family, VrrpSocket};
+use crate::vrrp::{wire, Input, State};
+
+/// The first retry after a failed VIP change waits this long; it doubles per
+/// failure up to `MAX_BACKOFF`.
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// A request for the netlink worker.
+pub(super) enum Job {
+    /// Re-read the facts of these interfaces.
+    Refresh(Vec<String>),
+    /// Add or delete one VIP of instance `inst`.
+    Vip {
+        inst: String,
+        ifindex: u32,
+        ip: IpAddr,
+        prefix: u8,
+        add: bool,
+    },
+}
+
+/// What the netlink worker reports back.
+pub(super) enum Reply {
+    Facts(Vec<(String, Result<Option<IfFacts>, String>)>),
+    Vip {
+        inst: String,
+        ip: IpAddr,
+        prefix: u8,
+        add: bool,
+        result: Result<(), String>,
+    },
+}
+
+/// Run netlink jobs in order (an add queued after a delete of the same
+/// address runs after it) and post each result to the event loop.
+pub(super) fn spawn_worker(nl: Netlink, events: mpsc::UnboundedSender<Event>) -> mpsc::UnboundedSender<Job> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
+    tokio::spawn(async move {
+        while let Some(job) = rx.recv().await {
+            let reply = match job {
+                Job::Refresh(names) => Reply::Facts(
+                    read_facts(&nl, &names)
+                        .await
+                        .into_iter()
+                        .map(|(n, r)| (n, r.map_err(|e| e.to_string())))
+                        .collect(),
+                ),
+                Job::Vip {
+                    inst,
+                    ifindex,
+                    ip,
+                    prefix,
+                    add,
+                } => {
+                    let r = if add {
+                        nl.add_address(ifindex, ip, prefix).await
+                    } else {
+                        nl.del_address(ifindex, ip, prefix).await
+                    };
+                    Reply::Vip {
+                        inst,
+                        ip,
+                        prefix,
+                        add,
+                        result: r.map_err(|e| e.to_string()),
+                    }
+                }
+            };
+            if events.send(Event::Netlink(reply)).is_err() {
+                return;
+            }
+        }
+    });
+    tx
+}
+
+pub(super) struct SockEntry {
+    pub sock: Arc<VrrpSocket>,
+    ifindex: u32,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SockEntry {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[derive(Default)]
+pub(super) struct Iface {
+    pub facts: Option<IfFacts>,
+    packet: Option<PacketSender>,
+    packet_index: u32,
+}
+
+/// Everything the daemon holds of the kernel: facts, sockets, the netlink worker.
+pub(super) struct Links {
+    /// For requests the event loop must await (start-up, reload, shutdown).
+    pub nl: Netlink,
+    pub jobs: mpsc::UnboundedSender<Job>,
+    pub ifaces: BTreeMap<String, Iface>,
+    pub sockets: HashMap<(String, Family), SockEntry>,
+    refresh_inflight: bool,
+    refresh_dirty: bool,
+    /// sysctl files we changed and their old contents, restored on exit.
+    sysctl_restore: Vec<(PathBuf, String)>,
+}
+
+impl Links {
+    pub fn new(nl: Netlink, jobs: mpsc::UnboundedSender<Job>) -> Links {
+        Links {
+            nl,
+            jobs,
+            ifaces: BTreeMap::new(),
+            sockets: HashMap::new(),
+            refresh_inflight: false,
+            refresh_dirty: false,
+            sysctl_restore: Vec::new(),
+        }
+    }
+
+    pub fn facts(&self, ifname: &str) -> Option<&IfFacts> {
+        self.ifaces.get(ifname)?.facts.as_ref()
+    }
+
+    pub fn is_up(&self, ifname: &str) -> bool {
+        self.facts(ifname).is_some_and(|f| f.up)
+    }
+
+    /// Set `promote_secondaries` on a VRRP interface, so that deleting the
+    /// interface's primary address does not take the VIPs (its secondaries)
+    /// with it. Restored on exit. Best effort: the source-address rules keep
+    /// us correct without it (a VIP is never the source).
+    pub fn promote_secondaries(&mut self, ifname: &str) {
+        let path = PathBuf::from(format!("/proc/sys/net/ipv4/conf/{ifname}/promote_secondaries"));
+        if self.sysctl_restore.iter().any(|(p, _)| *p == path) {
+            return;
+        }
+        let Ok(old) = std::fs::read_to_string(&path) else {
+            return;
+        };
+        if old.trim() == "1" {
+            return;
+        }
+        match std::fs::write(&path, "1") {
+            Ok(()) => {
+                debug!("{ifname}: promote_secondaries set (was {})", old.trim());
+                self.sysctl_restore.push((path, old.trim().to_string()));
+            }
+            Err(e) => debug!("{ifname}: cannot set promote_secondaries: {e}"),
+        }
+    }
+
+    pub fn restore_sysctls(&mut self) {
+        for (path, old) in self.sysctl_restore.drain(..) {
+            if let Err(e) = std::fs::write(&path, &old) {
+                warn!("restoring {}: {e}", path.display());
+            }
+        }
+    }
+}
+
+/// Receive task of one raw socket: decode each packet and hand the result
+/// (errors included) to the event loop.
+async fn reader(sock: Arc<VrrpSocket>, ifname: String, family: Family, tx: mpsc::UnboundedSender<Event>) {
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let meta = match sock.recv(&mut buf).await {
+            Ok(m) => m,
+            Err(e) => {
+                warn!("{ifname}: VRRP receive: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let data = &buf[..meta.len.min(buf.len())];
+        let result = match family {
+            Family::V4 => wire::decode_ipv4(data),
+            Family::V6 => {
+                let (Some(IpAddr::V6(src)), dst) = (meta.src, meta.dst) else {
+                    continue;
+                };
+                let dst = match dst {
+                    Some(IpAddr::V6(d)) => d,
+                    _ => wire::GROUP_V6,
+                };
+                wire::decode_ipv6(src, dst, meta.hop_limit.unwrap_or(0), data)
+            }
+        };
+        let ev = Event::Rx {
+            ifname: ifname.clone(),
+            family,
+            result,
+        };
+        if tx.send(ev).is_err() {
+            return;
+        }
+    }
+}
+
+impl Daemon {
+    /// Interfaces we need facts of: those of the instances and tracked ones.
+    fn watched_interfaces(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for i in &self.cfg.instances {
+            names.push(i.interface.clone());
+            names.extend(i.track_interface.iter().map(|t| t.interface.clone()));
+        }
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// Read the facts now (start-up, reload), awaiting netlink.
+    pub(super) async fn refresh_now(&mut self) {
+        let names = self.watched_interfaces();
+        let res = read_facts(&self.links.nl, &names).await;
+        self.store_facts(
+            res.into_iter()
+                .map(|(n, r)| (n, r.map_err(|e| e.to_string())))
+                .collect(),
+        );
+    }
+
+    /// A link or address event: ask the worker for fresh facts (at most one
+    /// request in flight; events meanwhile make one more).
+    pub(super) fn request_refresh(&mut self) {
+        if self.links.refresh_inflight {
+            self.links.refresh_dirty = true;
+            return;
+        }
+        self.links.refresh_inflight = true;
+        let _ = self.links.jobs.send(Job::Refresh(self.watched_interfaces()));
+    }
+
+    pub(super) async fn on_netlink_reply(&mut self, reply: Reply) {
+        match reply {
+            Reply::Facts(res) => {
+                self.links.refresh_inflight = false;
+                if std::mem::take(&mut self.links.refresh_dirty) {
+                    self.request_refresh();
+                }
+                self.store_facts(res);
+                self.on_facts_changed().await;
+            }
+            Reply::Vip {
+                inst,
+                ip,
+                prefix,
+                add,
+                result,
+            } => self.on_vip_result(&inst, ip, prefix, add, result).await,
+        }
+    }
+
+    fn store_facts(&mut self, res: Vec<(String, Result<Option<IfFacts>, String>)>) {
+        let names = self.watched_interfaces();
+        self.links.ifaces.retain(|k, _| names.contains(k));
+        for (name, r) in res {
+            let facts = match r {
+                Ok(f) => f,
+                Err(e) => {
+                    warn!("reading interface {name}: {e}");
+                    continue;
+                }
+            };
+            let entry = self.links.ifaces.entry(name.clone()).or_default();
+            if let Some(f) = &facts {
+                if entry.packet.is_none() || entry.packet_index != f.index {
+                    match PacketSender::open(f.index) {
+                        Ok(p) => {
+                            entry.packet = Some(p);
+                            entry.packet_index = f.index;
+                        }
+                        Err(e) => warn!("AF_PACKET socket on {name}: {e}"),
+                    }
+                }
+            }
+            entry.facts = facts;
+        }
+    }
+
+    /// Level-triggered: after fresh facts, recompute each instance's link,
+    /// source and tracked priority, act on what changed, then make the
+    /// interface hold exactly what the state says.
+    pub(super) async fn on_facts_changed(&mut self) {
+        self.ensure_sockets();
+        let now = self.clock.now();
+        let vips = self.configured_vips();
+        for i in 0..self.insts.list.len() {
+            let mut actions = Vec::new();
+            let (name, ifname) = {
+                let x = &self.insts.list[i];
+                (x.cfg.name.clone(), x.cfg.interface.clone())
+            };
+            let up = self.links.is_up(&ifname);
+            let src = self.source_of(i, &vips);
+            let prio = tracked_priority(&self.insts.list[i].cfg, |n| self.links.is_up(n));
+            let x = &mut self.insts.list[i];
+            if up != x.link_up {
+                x.link_up = up;
+                info!("{name}: interface {ifname} is {}", if up { "up" } else { "down" });
+                actions.extend(x.router.handle(now, if up { Input::LinkUp } else { Input::LinkDown }));
+            }
+            if src != x.src {
+                match src {
+                    Some(a) => info!("{name}: source address {a}"),
+                    None => warn!("{name}: no usable source address on {ifname} (a VIP is never the source)"),
+                }
+                x.src = src;
+                actions.extend(x.router.handle(now, Input::LocalAddr(src)));
+            }
+            if prio != x.effective_priority {
+                info!(
+                    "{name}: tracked interfaces change priority {} -> {prio}",
+                    x.effective_priority
+                );
+                x.effective_priority = prio;
+                actions.extend(x.router.handle(now, Input::SetPriority(prio)));
+            }
+            self.exec(i, actions).await;
+            self.reconcile_vips(i);
+        }
+    }
+
+    /// Every VIP configured on any instance (never a source address).
+    pub(super) fn configured_vips(&self) -> BTreeSet<IpAddr> {
+        self.cfg
+            .instances
+            .iter()
+            .flat_map(|i| i.vips.iter().map(|n| n.ip()))
+            .collect()
+    }
+
+    /// Instance `i`'s source address, `None` without a usable one or a socket.
+    pub(super) fn source_of(&self, i: usize, vips: &BTreeSet<IpAddr>) -> Option<IpAddr> {
+        let x = &self.insts.list[i];
+        if !self.links.sockets.contains_key(&(x.cfg.interface.clone(), x.family)) {
+            return None;
+        }
+        source_for(&x.cfg, self.links.facts(&x.cfg.interface), vips)
+    }
+
+    /// Open (or reopen after an interface was recreated) one raw socket per
+    /// (interface, family) in use; close the ones no longer needed.
+    pub(super) fn ensure_sockets(&mut self) {
+        let mut wanted: Vec<(String, Family)> = self
+            .insts
+            .list
+            .iter()
+            .map(|i| (i.cfg.interface.clone(), i.family))
+            .collect();
+        wanted.sort_by(|a, b| (&a.0, a.1 as u8).cmp(&(&b.0, b.1 as u8)));
+        wanted.dedup();
+        self.links.sockets.retain(|k, _| wanted.contains(k));
+        for (name, fam) in wanted {
+            let Some(index) = self.links.facts(&name).map(|f| f.index) else {
+                self.links.sockets.remove(&(name, fam));
+                continue;
+            };
+            if self.links.sockets.get(&(name.clone(), fam)).map(|s| s.ifindex) == Some(index) {
+                continue;
+            }
+            if fam == Family::V4 {
+                self.links.promote_secondaries(&name);
+            }
+            match VrrpSocket::open(&name, index, fam) {
+                Ok(sock) => {
+                    let sock = Arc::new(sock);
+                    let task = tokio::spawn(reader(sock.clone(), name.clone(), fam, self.ev_tx.clone()));
+                    self.links.sockets.insert(
+                        (name, fam),
+                        SockEntry {
+                            sock,
+                            ifindex: index,
+                            task,
+                        },
+                    );
+                }
+                Err(e) => error!("VRRP socket on {name} ({fam:?}): {e}"),
+            }
+        }
+    }
+
+    /// Gratuitous ARP / unsolicited NA for `vips` of instance `i`, `count` times.
+    pub(super) fn announce(&mut self, i: usize, vips: &[IpAddr], count: u32) {
+        let inst = &self.insts.list[i];
+        let Some(iface) = self.links.ifaces.get(&inst.cfg.interface) else {
+            return;
+        };
+        let (Some(p), Some(f)) = (iface.packet.as_ref(), iface.facts.as_ref()) else {
+            return;
+        };
+        for _ in 0..count.max(1) {
+            for vip in vips {
+                let frame = match vip {
+                    IpAddr::V4(v4) => crate::vrrp::announce::garp_frame(f.mac, *v4),
+                    IpAddr::V6(v6) => {
+                        let Some(ll) = f.link_local_v6.first() else { continue };
+                        crate::vrrp::announce::unsolicited_na_frame(f.mac, *ll, *v6, false)
+                    }
+                };
+                if let Err(e) = p.send(&frame) {
+                    debug!("{}: announce {vip}: {e}", inst.cfg.name);
+                }
+            }
+        }
+    }
+
+    /// The core asked to announce: now if every VIP is in place, else as soon
+    /// as the pending adds are done (an announcement must follow the address).
+    pub(super) fn request_announce(&mut self, i: usize, vips: Vec<IpAddr>, count: u32) {
+        let ready = {
+            let x = &self.insts.list[i];
+            let have = self.links.facts(&x.cfg.interface);
+            vips.iter()
+                .all(|v| have.is_some_and(|f| f.addrs.contains_key(v)) && !x.vips.inflight.contains_key(v))
+        };
+        if ready {
+            self.announce(i, &vips, count);
+        } else {
+            let b = &mut self.insts.list[i].vips;
+            b.announce = Some(b.announce.unwrap_or(0).max(count));
+        }
+    }
+
+    /// Make the interface hold exactly what instance `i`'s state says: its
+    /// VIPs (with the configured prefix) while master, none of ours otherwise.
+    /// Deletes use the prefix the kernel reports. Idempotent; called after
+    /// every state change, fact change, VIP result and retry deadline.
+    pub(super) fn reconcile_vips(&mut self, i: usize) {
+        let now = std::time::Instant::now();
+        let repeat = self.insts.list[i].cfg.router.garp_master_repeat;
+        let x = &mut self.insts.list[i];
+        let want: BTreeMap<IpAddr, u8> = if x.router.state() == State::Master {
+            x.cfg.vips.iter().map(|n| (n.ip(), n.prefix())).collect()
+        } else {
+            BTreeMap::new()
+        };
+        let Some(facts) = self.links.ifaces.get(&x.cfg.interface).and_then(|f| f.facts.as_ref()) else {
+            // No interface: its addresses went with it.
+            x.vips.owned.clear();
+            x.vips.confirmed.clear();
+            return;
+        };
+        let ifindex = facts.index;
+        if x.vips.retry_at.is_some_and(|t| now < t) {
+            return;
+        }
+        x.vips.retry_at = None;
+        let plan = plan_vips(&want, &x.vips.owned, &facts.addrs);
+        let b = &mut x.vips;
+        for ip in &plan.forget {
+            b.owned.remove(ip);
+            b.confirmed.remove(ip);
+            b.removed.remove(ip);
+        }
+        for ip in &plan.present {
+            b.owned.entry(*ip).or_insert(want[ip]);
+            b.confirmed.insert(*ip);
+        }
+        let mut jobs = Vec::new();
+        for &(ip, prefix) in &plan.del {
+            if b.inflight.contains_key(&ip) {
+                continue;
+            }
+            if b.removed.contains(&ip) && !want.contains_key(&ip) {
+                b.remove_failures += 1;
+                b.last_error = Some(format!(
+                    "VIP {ip}/{prefix} still on {} after its removal",
+                    x.cfg.interface
+                ));
+                warn!("{}: VIP {ip}/{prefix} would not go; removing again", x.cfg.name);
+            }
+            jobs.push((ip, prefix, false));
+        }
+        for &(ip, prefix) in &plan.add {
+            if b.inflight.contains_key(&ip) && !plan.del.iter().any(|d| d.0 == ip) {
+                continue;
+            }
+            if b.confirmed.contains(&ip) && !facts.addrs.contains_key(&ip) {
+                b.readded += 1;
+                b.announce = Some(b.announce.unwrap_or(0).max(repeat));
+                warn!(
+                    "{}: VIP {ip}/{prefix} was removed behind our back; re-adding",
+                    x.cfg.name
+                );
+            }
+            b.owned.insert(ip, prefix);
+            jobs.push((ip, prefix, true));
+        }
+        for (ip, prefix, add) in jobs {
+            *b.inflight.entry(ip).or_insert(0) += 1;
+            let _ = self.links.jobs.send(Job::Vip {
+                inst: x.cfg.name.clone(),
+                ifindex,
+                ip,
+                prefix,
+                add,
+            });
+        }
+        // Announce once every wanted VIP is in place.
+        let all_in = !want.is_empty()
+            && want
+                .keys()
+                .all(|v| facts.addrs.contains_key(v) && !b.inflight.contains_key(v))
+            && plan.add.is_empty();
+        if all_in {
+            if let Some(count) = b.announce.take() {
+                let vips: Vec<IpAddr> = want.keys().copied().collect();
+                self.announce(i, &vips, count);
+            }
+        } else if want.is_empty() {
+            b.announce = None;
+        }
+    }
+
+    async fn on_vip_result(&mut self, inst: &str, ip: IpAddr, prefix: u8, add: bool, result: Result<(), String>) {
+        let Some(i) = self.insts.position(inst) else {
+            return;
+        };
+        let ifname = self.insts.list[i].cfg.interface.clone();
+        let b = &mut self.insts.list[i].vips;
+        if let Some(n) = b.inflight.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                b.inflight.remove(&ip);
+            }
+        }
+        match result {
+            Ok(()) => {
+                b.backoff = Duration::ZERO;
+                // Keep our view current until the kernel's event arrives.
+                if let Some(f) = self.links.ifaces.get_mut(&ifname).and_then(|f| f.facts.as_mut()) {
+                    if add {
+                        f.addrs.insert(ip, prefix);
+                    } else if f.addrs.get(&ip) == Some(&prefix) {
+                        f.addrs.remove(&ip);
+                    }
+                }
+                if !add {
+                    b.removed.insert(ip);
+                }
+            }
+            Err(e) => {
+                let what = if add { "adding" } else { "removing" };
+                if add {
+                    b.add_failures += 1;
+                } else {
+                    b.remove_failures += 1;
+                }
+                b.backoff = (b.backoff * 2).clamp(MIN_BACKOFF, MAX_BACKOFF);
+                b.retry_at = Some(std::time::Instant::now() + b.backoff);
+                b.last_error = Some(format!("{what} {ip}/{prefix}: {e}"));
+                error!("{inst}: {what} VIP {ip}/{prefix}: {e} (retry in {:?})", b.backoff);
+            }
+        }
+        self.reconcile_vips(i);
+    }
+
+    /// The earliest VIP retry deadline of any instance.
+    pub(super) fn next_vip_retry(&self) -> Option<std::time::Instant> {
+        self.insts.list.iter().filter_map(|x| x.vips.retry_at).min()
+    }
+
+    pub(super) fn on_vip_retry(&mut self) {
+        let now = std::time::Instant::now();
+        for i in 0..self.insts.list.len() {
+            if self.insts.list[i].vips.retry_at.is_some_and(|t| t <= now) {
+                self.reconcile_vips(i);
+            }
+        }
+    }
+
+    /// Leaving: delete every VIP we hold and wait for the kernel (bounded), so
+    /// that no address outlives the daemon. Uses the kernel's prefix.
+    pub(super) async fn release_all_vips(&mut self) {
+        for round in 0..3 {
+            self.refresh_now().await;
+            let mut pending = Vec::new();
+            for x in &self.insts.list {
+                let Some(f) = self.links.facts(&x.cfg.interface) else {
+                    continue;
+                };
+                for ip in x.vips.owned.keys() {
+                    if let Some(&p) = f.addrs.get(ip) {
+                        pending.push((x.cfg.name.clone(), f.index, *ip, p));
+                    }
+                }
+            }
+            if pending.is_empty() {
+                return;
+            }
+            for (name, index, ip, p) in pending {
+                if round > 0 {
+                    warn!("{name}: VIP {ip}/{p} still present; removing again");
+                }
+                if let Err(e) = self.links.nl.del_address(index, ip, p).await {
+                    error!("{name}: removing VIP {ip}/{p}: {e}");
+                }
+            }
+        }
+    }
+}

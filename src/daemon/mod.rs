@@ -1,0 +1,314 @@
+//! SHELL: the daemon. One event loop owns every VRRP router; it turns the
+//! clock, raw-socket receives, netlink results, control requests and signals
+//! into core inputs. Start-up, the loop, the timer re-arm and shutdown live
+//! here; each other concern has its own file:
+//! `facts` (pure decisions from interface facts), `instances` (instance table,
+//! receive index, action executor), `links` (netlink, sockets, VIP install and
+//! repair), `reload` (reload, control requests, status), `systemd`.
+
+mod facts;
+mod instances;
+mod links;
+mod reload;
+mod systemd;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::{mpsc, watch};
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::control::{self, Envelope};
+use crate::net::netlink::{self, Changed, Netlink};
+use crate::net::vrrp_socket::Family;
+use crate::time::Instant;
+use crate::vrrp::{Discard, Input, Received, RxError};
+use instances::Instances;
+use links::{Links, Reply};
+use systemd::sd_notify;
+
+/// Maps the process's monotonic clock onto the cores' integer-microsecond time.
+#[derive(Clone, Copy)]
+struct Clock {
+    base: std::time::Instant,
+}
+
+impl Clock {
+    fn now(&self) -> Instant {
+        Instant(u64::try_from(self.base.elapsed().as_micros()).unwrap_or(u64::MAX))
+    }
+}
+
+/// What reaches the event loop from the daemon's own tasks.
+enum Event {
+    /// A VRRP packet (decoded, or why it was discarded) from a receive task.
+    Rx {
+        ifname: String,
+        family: Family,
+        result: Result<Received, Discard>,
+    },
+    /// A result of the netlink worker.
+    Netlink(Reply),
+}
+
+/// Rate limit for per-reason logs: one line per key per window.
+struct LogLimiter {
+    window: Duration,
+    seen: HashMap<String, (std::time::Instant, u64)>,
+}
+
+impl LogLimiter {
+    /// Returns `Some(suppressed_since_last)` when a line may be logged now.
+    fn allow(&mut self, key: String) -> Option<u64> {
+        let now = std::time::Instant::now();
+        match self.seen.get_mut(&key) {
+            Some((last, suppressed)) if now.duration_since(*last) < self.window => {
+                *suppressed += 1;
+                None
+            }
+            Some((last, suppressed)) => {
+                let n = *suppressed;
+                *last = now;
+                *suppressed = 0;
+                Some(n)
+            }
+            None => {
+                if self.seen.len() > 4096 {
+                    self.seen.clear();
+                }
+                self.seen.insert(key, (now, 0));
+                Some(0)
+            }
+        }
+    }
+}
+
+/// Daemon-wide counters shown in status.
+struct Stats {
+    reloads: u64,
+    reload_failures: u64,
+    /// Packets no instance could take, per reason.
+    interface_discards: BTreeMap<String, u64>,
+    control_errors: Arc<AtomicU64>,
+}
+
+/// The signals the daemon acts on, installed before any VIP is added.
+struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+pub struct Daemon {
+    path: PathBuf,
+    cfg: Config,
+    clock: Clock,
+    started: std::time::Instant,
+    links: Links,
+    insts: Instances,
+    ev_tx: mpsc::UnboundedSender<Event>,
+    stats: Stats,
+    limiter: LogLimiter,
+    balancer: Option<crate::proxy::Balancer>,
+    mastership: HashMap<String, watch::Receiver<bool>>,
+}
+
+impl Daemon {
+    /// Start everything (signals first, then netlink watch, stale VIP
+    /// cleanup, sockets, control socket, balancer, routers) and run until
+    /// SIGTERM / SIGINT.
+    pub async fn run(path: PathBuf, cfg: Config) -> Result<(), String> {
+        // Before any VIP is added: a signal during start-up must still lead to
+        // a clean exit that releases what we added.
+        let mut signals = Signals {
+            term: signal(SignalKind::terminate()).map_err(|e| e.to_string())?,
+            int: signal(SignalKind::interrupt()).map_err(|e| e.to_string())?,
+            hup: signal(SignalKind::hangup()).map_err(|e| e.to_string())?,
+        };
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let (nl_tx, nl_rx) = mpsc::unbounded_channel::<Changed>();
+        // Subscribe before the first dump (linux-notes: nothing falls in between).
+        netlink::watch(nl_tx).map_err(|e| format!("netlink subscribe: {e}"))?;
+        let nl = Netlink::open().map_err(|e| format!("netlink: {e}"))?;
+        let control_path = cfg.global.control_socket.clone();
+        let listener =
+            control::bind(&control_path).map_err(|e| format!("control socket {}: {e}", control_path.display()))?;
+        let (ctl_tx, ctl_rx) = mpsc::channel::<Envelope>(64);
+        let control_errors = Arc::new(AtomicU64::new(0));
+        if let Some(addr) = cfg.global.metrics {
+            let tx = ctl_tx.clone();
+            tokio::spawn(async move {
+                if let Err(e) = control::metrics::serve(addr, tx).await {
+                    error!("metrics endpoint {addr}: {e}");
+                }
+            });
+        }
+        tokio::spawn(control::serve(listener, ctl_tx, control_errors.clone()));
+
+        let jobs = links::spawn_worker(nl.clone(), ev_tx.clone());
+        let mut d = Daemon {
+            path,
+            cfg: cfg.clone(),
+            clock: Clock {
+                base: std::time::Instant::now(),
+            },
+            started: std::time::Instant::now(),
+            links: Links::new(nl, jobs),
+            insts: Instances::default(),
+            ev_tx,
+            stats: Stats {
+                reloads: 0,
+                reload_failures: 0,
+                interface_discards: RxError::ALL.iter().map(|r| (r.name().to_string(), 0)).collect(),
+                control_errors,
+            },
+            limiter: LogLimiter {
+                window: Duration::from_secs(10),
+                seen: HashMap::new(),
+            },
+            balancer: None,
+            mastership: HashMap::new(),
+        };
+        d.refresh_now().await;
+        for inst in cfg.instances.clone() {
+            d.add_instance(inst, true).await;
+        }
+        if let Err(e) = d.start_balancer().await {
+            d.shutdown("start-up failed").await;
+            return Err(e);
+        }
+        info!(
+            "vipd started: {} instance(s), {} virtual server(s)",
+            d.insts.list.len(),
+            d.cfg.servers.len()
+        );
+        sd_notify("READY=1");
+        d.event_loop(&mut signals, ev_rx, nl_rx, ctl_rx).await
+    }
+
+    async fn event_loop(
+        &mut self,
+        signals: &mut Signals,
+        mut ev_rx: mpsc::UnboundedReceiver<Event>,
+        mut nl_rx: mpsc::UnboundedReceiver<Changed>,
+        mut ctl_rx: mpsc::Receiver<Envelope>,
+    ) -> Result<(), String> {
+        let mut timer = crate::net::timer::PreciseTimer::new().map_err(|e| format!("timerfd: {e}"))?;
+        let mut armed: Option<Instant> = None;
+        // After an advert only the instances it reached can have new
+        // deadlines: look at those, not at all of them (None = look at all).
+        let mut touched: Option<Vec<usize>> = None;
+        loop {
+            let now = self.clock.now();
+            if let Some(deadline) = self.rearm(now, armed, touched.take()) {
+                let after = deadline.map(|t| Duration::from_micros(t.0.saturating_sub(now.0)));
+                timer.set(after).map_err(|e| format!("timerfd: {e}"))?;
+                armed = deadline;
+            }
+            let retry = self.next_vip_retry();
+            tokio::select! {
+                biased;
+                _ = signals.term.recv() => { self.shutdown("SIGTERM").await; return Ok(()); }
+                _ = signals.int.recv() => { self.shutdown("SIGINT").await; return Ok(()); }
+                _ = signals.hup.recv() => { let _ = self.reload().await; }
+                Some(ev) = ev_rx.recv() => {
+                    let mut hit = Vec::new();
+                    hit.extend(self.on_event(ev).await);
+                    // Drain what is already queued before looking at timers again.
+                    for _ in 0..256 {
+                        match ev_rx.try_recv() { Ok(ev) => hit.extend(self.on_event(ev).await), Err(_) => break }
+                    }
+                    touched = Some(hit);
+                }
+                Some(_c) = nl_rx.recv() => {
+                    while nl_rx.try_recv().is_ok() {}
+                    self.request_refresh();
+                }
+                Some((req, reply)) = ctl_rx.recv() => {
+                    let resp = self.on_request(req).await;
+                    let _ = reply.send(resp);
+                }
+                r = timer.wait() => {
+                    armed = None;
+                    if let Err(e) = r { warn!("timer: {e}"); }
+                    self.on_timers().await;
+                }
+                _ = sleep_until(retry), if retry.is_some() => self.on_vip_retry(),
+            }
+        }
+    }
+
+    /// The deadline to arm the timerfd for, if it must be re-armed. Re-arming
+    /// costs a syscall, and a backup's earliest deadline moves later with
+    /// nearly every advert: only re-arm when the deadline moved earlier (or
+    /// the timer is spent); an early wake finds nothing due and re-arms.
+    fn rearm(&self, now: Instant, armed: Option<Instant>, touched: Option<Vec<usize>>) -> Option<Option<Instant>> {
+        let stale = armed.is_none_or(|a| a <= now);
+        match touched.filter(|_| !stale) {
+            // Only these moved, and the armed timer is still ahead: an earlier
+            // deadline among them is the only reason to re-arm.
+            Some(list) => {
+                let deadline = list
+                    .iter()
+                    .filter_map(|&i| self.insts.list.get(i)?.router.poll_at())
+                    .min();
+                (deadline.is_some() && deadline < armed).then_some(deadline)
+            }
+            None => {
+                let deadline = self.insts.list.iter().filter_map(|i| i.router.poll_at()).min();
+                let moved = deadline.is_some() && (stale || deadline < armed);
+                (moved || deadline.is_none() && armed.is_some()).then_some(deadline)
+            }
+        }
+    }
+
+    /// Handle one event; returns the instance it reached, if any.
+    async fn on_event(&mut self, ev: Event) -> Option<usize> {
+        match ev {
+            Event::Rx { ifname, family, result } => self.on_rx(&ifname, family, result).await,
+            Event::Netlink(reply) => {
+                self.on_netlink_reply(reply).await;
+                None
+            }
+        }
+    }
+
+    async fn start_balancer(&mut self) -> Result<(), String> {
+        if self.cfg.servers.is_empty() {
+            return Ok(());
+        }
+        let b = crate::proxy::Balancer::start(&self.cfg.servers, &self.mastership)
+            .await
+            .map_err(|e| format!("balancer: {e}"))?;
+        self.balancer = Some(b);
+        Ok(())
+    }
+
+    /// Leave: priority-0 adverts, VIPs released (awaited and verified),
+    /// proxied connections drained, sysctls restored.
+    async fn shutdown(&mut self, why: &str) {
+        info!("{why}: leaving (priority 0 adverts, releasing VIPs)");
+        sd_notify("STOPPING=1");
+        for i in 0..self.insts.list.len() {
+            self.input(i, Input::Shutdown).await;
+        }
+        self.release_all_vips().await;
+        if let Some(b) = self.balancer.take() {
+            b.shutdown(Duration::from_secs(2)).await;
+        }
+        self.links.restore_sysctls();
+        let _ = std::fs::remove_file(&self.cfg.global.control_socket);
+    }
+}
+
+async fn sleep_until(at: Option<std::time::Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
+        None => std::future::pending().await,
+    }
+}
