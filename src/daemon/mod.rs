@@ -178,8 +178,9 @@ impl Daemon {
         for inst in cfg.instances.clone() {
             d.add_instance(inst, true).await;
         }
+        let mut ev_rx = ev_rx;
         if let Err(e) = d.start_balancer().await {
-            d.shutdown("start-up failed").await;
+            d.shutdown("start-up failed", &mut ev_rx).await;
             return Err(e);
         }
         info!(
@@ -213,8 +214,8 @@ impl Daemon {
             let retry = self.next_vip_retry();
             tokio::select! {
                 biased;
-                _ = signals.term.recv() => { self.shutdown("SIGTERM").await; return Ok(()); }
-                _ = signals.int.recv() => { self.shutdown("SIGINT").await; return Ok(()); }
+                _ = signals.term.recv() => { self.shutdown("SIGTERM", &mut ev_rx).await; return Ok(()); }
+                _ = signals.int.recv() => { self.shutdown("SIGINT", &mut ev_rx).await; return Ok(()); }
                 _ = signals.hup.recv() => { let _ = self.reload().await; }
                 Some(ev) = ev_rx.recv() => {
                     let mut hit = Vec::new();
@@ -291,11 +292,21 @@ impl Daemon {
 
     /// Leave: priority-0 adverts, VIPs released (awaited and verified),
     /// proxied connections drained, sysctls restored.
-    async fn shutdown(&mut self, why: &str) {
+    async fn shutdown(&mut self, why: &str, ev_rx: &mut mpsc::UnboundedReceiver<Event>) {
         info!("{why}: leaving (priority 0 adverts, releasing VIPs)");
         sd_notify("STOPPING=1");
         for i in 0..self.insts.list.len() {
             self.input(i, Input::Shutdown).await;
+        }
+        // Let the netlink worker finish what is queued (an add still in the
+        // queue must not land after our final removal), bounded.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while self.insts.list.iter().any(|x| !x.vips.inflight.is_empty()) {
+            match tokio::time::timeout_at(deadline, ev_rx.recv()).await {
+                Ok(Some(Event::Netlink(reply))) => self.on_netlink_reply(reply).await,
+                Ok(Some(Event::Rx { .. })) => {}
+                Ok(None) | Err(_) => break,
+            }
         }
         self.release_all_vips().await;
         if let Some(b) = self.balancer.take() {
