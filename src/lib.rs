@@ -2,6 +2,7 @@
 //!
 //! Pure cores (`vrrp`, `balance`, `time`) take `now` and return actions; the
 //! shell (`net`, `proxy`, `check`, `control`, `daemon`) does the I/O.
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod balance;
 pub mod check;

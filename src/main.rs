@@ -1,5 +1,6 @@
 //! vipd: the daemon. `vipd -c FILE` runs in the foreground (systemd
 //! Type=notify); `vipd --check -c FILE` validates a config offline.
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -1,6 +1,7 @@
 //! Virtual time for the pure cores: integer microseconds since an arbitrary
 //! epoch chosen by the caller. The cores never read a clock; the shell maps its
 //! monotonic clock onto this type, tests construct instants directly.
+#![forbid(unsafe_code)]
 
 use std::ops::{Add, Sub};
 

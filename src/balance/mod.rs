@@ -27,6 +27,7 @@
 //!     }
 //! }
 //! ```
+#![forbid(unsafe_code)]
 
 pub mod health;
 pub mod sched;

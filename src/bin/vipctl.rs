@@ -1,4 +1,5 @@
 //! vipctl: inspect and steer a running vipd through its control socket.
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;

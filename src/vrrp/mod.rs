@@ -2,6 +2,7 @@
 //! the RFC 9568 state machine (`router`). Nothing in here does I/O or reads a
 //! clock. This file holds the types shared by the codec, the state machine,
 //! the config builder and the shell; they are the contract between them.
+#![forbid(unsafe_code)]
 
 pub mod announce;
 pub mod router;
