@@ -21,6 +21,7 @@ fn cfg(prio: u8) -> RouterConfig {
         preempt_delay: Micros::ZERO,
         vips: vec![IpAddr::V4(Ipv4Addr::new(192, 0, 2, 100))],
         unicast_peers: vec![],
+        allowed_peers: vec![],
         auth: Auth::None,
         checksum_form: ChecksumForm::PseudoHeader,
         garp_master_repeat: 5,

@@ -1,14 +1,16 @@
 //! Golden transcripts of the pure state machine: each case folder under
 //! tests/golden/ holds `steps.txt` (a config line and numbered input steps
 //! at virtual times in µs) and `expected.txt` (the actions and the state
-//! after each step). `VIPD_REGEN_GOLDEN=1 cargo test --test golden`
-//! rewrites the expected files; otherwise any difference fails with the
-//! first differing line.
+//! after each step). Each case is its own `#[test]` named after its folder
+//! (listed in `golden_cases!`; a folder missing from the list fails
+//! `every_case_folder_is_listed`). `VIPD_REGEN_GOLDEN=1 cargo test --test
+//! golden [CASE]` rewrites the expected files; otherwise any difference fails
+//! with the first differing line.
 //!
 //! steps.txt DSL (one per line, `#` comments):
-//!   config prio=100 int=100 ver=3 preempt=true delay=0 vips=192.0.2.100 local=192.0.2.2 peers=A,B auth=pw garp=5 garp_delay=5000000
-//!   T startup | shutdown | tick | linkdown | linkup | prio N | localaddr A
-//!   T advert src=A prio=N [int=N] [ver=2|3] [vrid=N] [form=ph|mo] [auth=pw]
+//!   config prio=100 int=100 ver=3 preempt=true delay=0 vips=192.0.2.100 local=192.0.2.2|none peers=A,B allowed=A,B auth=pw garp=5 garp_delay=5000000
+//!   T startup | shutdown | tick | linkdown | linkup | prio N | localaddr A|none
+//!   T advert src=A prio=N [int=N] [ver=2|3] [vrid=N] [form=ph|mo] [auth=pw] [addrs=A,B (default 192.0.2.100)]
 //!   T discard REASON [vrid=N]
 //!   T config KEY=VALUE ... (same keys as the config line, applied to it)
 
@@ -57,7 +59,14 @@ fn apply_config(c: &mut RouterConfig, local: &mut Option<IpAddr>, pairs: &[(Stri
             "preempt" => c.preempt = v == "true",
             "delay" => c.preempt_delay = Micros(v.parse().unwrap()),
             "vips" => c.vips = v.split(',').map(|a| a.parse().unwrap()).collect(),
-            "local" => *local = Some(v.parse().unwrap()),
+            "local" => *local = (v != "none").then(|| v.parse().unwrap()),
+            "allowed" => {
+                c.allowed_peers = v
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(|a| a.parse().unwrap())
+                    .collect()
+            }
             "peers" => {
                 c.unicast_peers = v
                     .split(',')
@@ -90,6 +99,7 @@ fn base_config() -> RouterConfig {
         preempt_delay: Micros::ZERO,
         vips: vec!["192.0.2.100".parse().unwrap()],
         unicast_peers: vec![],
+        allowed_peers: vec![],
         auth: Auth::None,
         checksum_form: ChecksumForm::PseudoHeader,
         garp_master_repeat: 5,
@@ -132,6 +142,10 @@ fn fmt_action(a: &Action) -> String {
         Action::Announce { vips, count } => format!("announce {} x{count}", fmt_ips(vips)),
         Action::StateChange { from, to, reason } => format!("state {} -> {} ({reason})", from.name(), to.name()),
         Action::Discarded(d) => format!("discarded {}", d.reason.name()),
+        Action::AddressListMismatch { from, advertised } => {
+            format!("address_list_mismatch from={from} advertised={}", fmt_ips(advertised))
+        }
+        Action::ForeignOwner { from } => format!("foreign_owner from={from}"),
         Action::IntervalAdopted {
             configured,
             adopted,
@@ -172,7 +186,7 @@ fn run_case(dir: &Path) -> String {
             "linkdown" => Input::LinkDown,
             "linkup" => Input::LinkUp,
             "prio" => Input::SetPriority(words[2].parse().unwrap()),
-            "localaddr" => Input::LocalAddr(Some(words[2].parse().unwrap())),
+            "localaddr" => Input::LocalAddr((words[2] != "none").then(|| words[2].parse().unwrap())),
             "discard" => {
                 let p = kv(&words[3..]);
                 let vrid = p.iter().find(|(k, _)| k == "vrid").map(|(_, v)| v.parse().unwrap());
@@ -209,7 +223,11 @@ fn run_case(dir: &Path) -> String {
                         vrid: get("vrid").map(|v| v.parse().unwrap()).unwrap_or(51),
                         priority: get("prio").expect("prio").parse().unwrap(),
                         interval: interval(ver, int_n),
-                        addrs: vec!["192.0.2.100".parse().unwrap()],
+                        addrs: get("addrs")
+                            .unwrap_or_else(|| "192.0.2.100".into())
+                            .split(',')
+                            .map(|a| a.parse().unwrap())
+                            .collect(),
                         auth: auth(&get("auth").unwrap_or_default()),
                     },
                 }))
@@ -245,7 +263,7 @@ fn run_case(dir: &Path) -> String {
             .filter(|(_, n)| **n > 0)
             .map(|(k, n)| format!("{k}={n}"))
             .collect();
-        let _ = writeln!(
+        let _ = write!(
             out,
             "counters sent={} received={} prio0_sent={} prio0_received={} transitions={} became_master={} discards=[{}]",
             c.adverts_sent,
@@ -256,44 +274,117 @@ fn run_case(dir: &Path) -> String {
             c.became_master,
             d.join(" ")
         );
+        // Newer counters only when set, so the older transcripts stay as they were.
+        if c.address_list_mismatch > 0 {
+            let _ = write!(out, " address_list_mismatch={}", c.address_list_mismatch);
+        }
+        if c.foreign_owner_adverts > 0 {
+            let _ = write!(out, " foreign_owner_adverts={}", c.foreign_owner_adverts);
+        }
+        let _ = writeln!(out);
     }
     out
 }
 
+fn golden_root() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+}
+
+/// Run one case folder; with `VIPD_REGEN_GOLDEN` set, rewrite its expected file.
+fn check_case(name: &str) {
+    let dir = golden_root().join(name);
+    assert!(
+        dir.join("steps.txt").is_file(),
+        "{name}: no steps.txt in {}",
+        dir.display()
+    );
+    let got = run_case(&dir);
+    let exp_path = dir.join("expected.txt");
+    if std::env::var_os("VIPD_REGEN_GOLDEN").is_some() {
+        std::fs::write(&exp_path, &got).unwrap();
+        return;
+    }
+    let exp = std::fs::read_to_string(&exp_path).unwrap_or_default();
+    if exp != got {
+        let first = exp
+            .lines()
+            .zip(got.lines())
+            .enumerate()
+            .find(|(_, (a, b))| a != b)
+            .map(|(i, (a, b))| format!("line {}:\n  expected: {a}\n  got:      {b}", i + 1))
+            .unwrap_or_else(|| "length differs".into());
+        panic!("golden mismatch in {name} (VIPD_REGEN_GOLDEN=1 to regenerate):\n{first}");
+    }
+}
+
+/// One `#[test]` per case: the identifier is the folder name with `-` as `_`.
+macro_rules! golden_cases {
+    ($($case:ident,)*) => {
+        const CASES: &[&str] = &[$(stringify!($case)),*];
+        $(
+            #[test]
+            #[allow(non_snake_case)]
+            fn $case() {
+                check_case(&stringify!($case).replace('_', "-"));
+            }
+        )*
+    };
+}
+
+golden_cases! {
+    EX3_second_garp_burst,
+    RX_address_list_mismatch_counted_not_discarded,
+    RX1_decode_discards_pass_through,
+    RX10_v2_interval_mismatch,
+    RX10_v3_backup_adopts_interval,
+    RX11_v2_auth_mismatch,
+    RX13_own_address,
+    RX14_allowed_peers_multicast,
+    RX14_allowed_peers_with_unicast_peers,
+    RX14_not_a_peer,
+    RX3_version_mismatch,
+    RX5_checksum_form_learnt,
+    RX6_unknown_vrid,
+    SM_config_change_while_master,
+    SM1_owner_starts_as_master,
+    SM10_equal_priority_higher_address,
+    SM10_higher_priority_makes_master_backup,
+    SM11_lower_priority_reassert,
+    SM12_shutdown_backup,
+    SM12_shutdown_master_sends_priority_zero,
+    SM13_backup_never_adds_vips,
+    SM14_link_down_and_up,
+    SM14_link_down_before_startup,
+    SM14_master_without_source_address_goes_fault,
+    SM2_backup_startup,
+    SM2_no_source_address_startup_is_fault,
+    SM3_skew_master_down_priority_200,
+    SM4_master_down_timer_takeover,
+    SM5_priority_zero_skew,
+    SM6_lower_priority_ignored_with_preempt,
+    SM6_preempt_off_resets_timer,
+    SM7_preempt_delay,
+    SM8_advert_timer,
+    SM9_master_hears_priority_zero,
+    TX4_non_owner_never_advertises_255,
+    TX4_peer_255_not_owning_our_vips_counted,
+    TX4_priority_zero_only_when_leaving,
+}
+
 #[test]
-fn golden_transcripts() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
-    let regen = std::env::var_os("VIPD_REGEN_GOLDEN").is_some();
-    let mut cases: Vec<_> = std::fs::read_dir(&root)
+fn every_case_folder_is_listed() {
+    let listed: Vec<String> = CASES.iter().map(|c| c.replace('_', "-")).collect();
+    let mut unlisted: Vec<String> = std::fs::read_dir(golden_root())
         .expect("tests/golden")
         .flatten()
-        .map(|e| e.path())
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !listed.contains(n))
         .collect();
-    cases.sort();
-    assert!(cases.len() >= 20, "expected the golden cases, found {}", cases.len());
-    let mut failures = Vec::new();
-    for dir in cases.iter().filter(|p| p.is_dir()) {
-        let got = run_case(dir);
-        let exp_path = dir.join("expected.txt");
-        if regen {
-            std::fs::write(&exp_path, &got).unwrap();
-            continue;
-        }
-        let exp = std::fs::read_to_string(&exp_path).unwrap_or_default();
-        if exp != got {
-            let first = exp
-                .lines()
-                .zip(got.lines())
-                .enumerate()
-                .find(|(_, (a, b))| a != b)
-                .map(|(i, (a, b))| format!("line {}:\n  expected: {a}\n  got:      {b}", i + 1))
-                .unwrap_or_else(|| "length differs".into());
-            failures.push(format!("{}: {first}", dir.file_name().unwrap().to_string_lossy()));
-        }
-    }
+    unlisted.sort();
     assert!(
-        failures.is_empty(),
-        "golden mismatches (VIPD_REGEN_GOLDEN=1 to regenerate):\n{}",
-        failures.join("\n")
+        unlisted.is_empty(),
+        "golden case folders not listed in golden_cases! (they would never run): {unlisted:?}"
     );
+    assert!(listed.len() >= 20, "expected the golden cases, found {}", listed.len());
 }

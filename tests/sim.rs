@@ -26,6 +26,7 @@ fn cfg(prio: u8, interval_cs: u16) -> RouterConfig {
         preempt_delay: Micros::ZERO,
         vips: vec![VIP],
         unicast_peers: vec![],
+        allowed_peers: vec![],
         auth: Auth::None,
         checksum_form: ChecksumForm::PseudoHeader,
         garp_master_repeat: 5,
@@ -199,6 +200,24 @@ impl SimLan {
             Action::StateChange { to: s, .. } if *s == to => Some(*t),
             _ => None,
         })
+    }
+
+    /// Whether `i` holds the VIPs now, by its own last AddVips / RemoveVips.
+    fn holds(&self, i: usize) -> bool {
+        self.nodes[i]
+            .log
+            .iter()
+            .rev()
+            .find_map(|(_, a)| match a {
+                Action::AddVips(_) => Some(true),
+                Action::RemoveVips(_) => Some(false),
+                _ => None,
+            })
+            .unwrap_or(false)
+    }
+
+    fn holders(&self) -> Vec<usize> {
+        (0..self.nodes.len()).filter(|&i| self.holds(i)).collect()
     }
 
     /// Time of the last advert `i` sent with a non-zero priority.
@@ -510,4 +529,58 @@ fn later_equal_priority_backup_does_not_preempt_lower_address__SM6() {
         vec![0],
         "192.0.2.2 accepts the equal-priority master 192.0.2.1"
     );
+}
+
+/// Issue 8 item 5: a master whose source address goes away cannot advertise;
+/// it used to stay master (and keep the VIPs) while the backup took over too.
+/// Now it goes to FAULT and releases the VIPs, the backup takes over, and
+/// when the address returns the higher priority preempts back: one holder.
+#[test]
+fn master_without_source_address_goes_fault_and_one_holder_remains__SM14() {
+    let mut lan = SimLan::new(vec![cfg(150, 100), cfg(100, 100)], Micros::ZERO);
+    lan.start(0);
+    lan.start(1);
+    lan.run_until(Instant(10_000_000));
+    assert_eq!((lan.masters(), lan.holders()), (vec![0], vec![0]));
+    let last = lan.last_advert_sent(0).unwrap();
+    lan.input(0, Input::LocalAddr(None));
+    assert_eq!(lan.nodes[0].router.state(), State::Fault);
+    assert!(!lan.holds(0), "a master without a source address must release its VIPs");
+    lan.run_until(Instant(20_000_000));
+    assert_eq!((lan.masters(), lan.holders()), (vec![1], vec![1]));
+    assert_eq!(
+        lan.last_state_change_to(1, State::Master).unwrap() - last,
+        Micros(3_609_375),
+        "the backup takes over at Master_Down_Interval after the last advert"
+    );
+    // The link flapping meanwhile does not bring it back without an address.
+    lan.input(0, Input::LinkDown);
+    lan.input(0, Input::LinkUp);
+    assert_eq!(lan.nodes[0].router.state(), State::Fault);
+    let back = lan.now;
+    lan.input(0, Input::LocalAddr(Some(addr(0))));
+    assert_eq!(lan.nodes[0].router.state(), State::Backup);
+    lan.run_until(Instant(30_000_000));
+    assert_eq!((lan.masters(), lan.holders()), (vec![0], vec![0]));
+    assert_eq!(
+        lan.last_state_change_to(0, State::Master).unwrap(),
+        back + Micros(3_414_062),
+        "priority 150 preempts after its own Master_Down_Interval"
+    );
+}
+
+/// allowed_peers: a router that is not allowed cannot make us backup, and
+/// its adverts are counted per reason (multicast mode).
+#[test]
+fn adverts_from_peers_not_allowed_are_discarded_and_counted__RX14() {
+    let mut low = cfg(100, 100);
+    low.allowed_peers = vec![addr(2)];
+    let mut lan = SimLan::new(vec![cfg(200, 100), low], Micros::ZERO);
+    lan.start(0);
+    lan.start(1);
+    lan.run_until(Instant(10_000_000));
+    assert_eq!(lan.masters(), vec![0, 1], "node 1 ignores node 0, which is not allowed");
+    let c = lan.nodes[1].router.status().counters;
+    assert_eq!(c.adverts_received, 0);
+    assert!(c.discards["peer_not_allowed"] >= 9, "{:?}", c.discards);
 }

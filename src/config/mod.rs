@@ -639,6 +639,7 @@ impl Cx<'_> {
             preempt_delay,
             vips: vips.iter().map(|n| n.ip()).collect(),
             unicast_peers,
+            allowed_peers: Vec::new(), // TODO(lead): wire `allowed_peers` from the config file
             auth,
             checksum_form,
             garp_master_repeat,

@@ -241,6 +241,18 @@ impl Daemon {
                     let name = self.insts.list[i].cfg.name.clone();
                     self.log_discard(&name, &d);
                 }
+                Action::AddressListMismatch { from, advertised } => {
+                    let name = &self.insts.list[i].cfg.name;
+                    if let Some(suppressed) = self.limiter.allow(format!("{name}/address_list_mismatch")) {
+                        warn!("{name}: advert from {from} lists {advertised:?}, not our VIPs [{suppressed} similar suppressed]");
+                    }
+                }
+                Action::ForeignOwner { from } => {
+                    let name = &self.insts.list[i].cfg.name;
+                    if let Some(suppressed) = self.limiter.allow(format!("{name}/foreign_owner")) {
+                        warn!("{name}: priority 255 from {from}, which does not own our VIPs [{suppressed} similar suppressed]");
+                    }
+                }
                 Action::IntervalAdopted {
                     configured,
                     adopted,

@@ -173,6 +173,8 @@ pub enum RxError {
     OwnAddress,
     /// RX14: unicast mode and the source is not a configured peer.
     NotAPeer,
+    /// `allowed_peers` is set (either mode) and the source is not in it.
+    PeerNotAllowed,
 }
 
 impl RxError {
@@ -197,10 +199,11 @@ impl RxError {
             RxError::AuthMismatch => "auth_mismatch",
             RxError::OwnAddress => "own_address",
             RxError::NotAPeer => "not_a_peer",
+            RxError::PeerNotAllowed => "peer_not_allowed",
         }
     }
 
-    pub const ALL: [RxError; 18] = [
+    pub const ALL: [RxError; 19] = [
         RxError::TooShort,
         RxError::BadIpHeaderLength,
         RxError::NotVrrp,
@@ -219,6 +222,7 @@ impl RxError {
         RxError::AuthMismatch,
         RxError::OwnAddress,
         RxError::NotAPeer,
+        RxError::PeerNotAllowed,
     ];
 }
 
@@ -255,6 +259,11 @@ pub struct RouterConfig {
     pub vips: Vec<IpAddr>,
     /// Empty ⇒ multicast.
     pub unicast_peers: Vec<IpAddr>,
+    /// Sources whose adverts are accepted, in either mode; empty ⇒ everyone
+    /// (in unicast mode `unicast_peers` still applies, RX14). Others are
+    /// discarded as `RxError::PeerNotAllowed`.
+    #[serde(default)]
+    pub allowed_peers: Vec<IpAddr>,
     /// v2 only.
     pub auth: Auth,
     /// Form to send for v3/IPv4 until a peer tells us otherwise (RX5).
@@ -265,7 +274,8 @@ pub struct RouterConfig {
     pub garp_master_delay: Micros,
 }
 
-/// VRRP state of one virtual router (plus Fault for link down, SM14).
+/// VRRP state of one virtual router (plus Fault: link down, SM14, or no
+/// usable source address).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
@@ -289,8 +299,8 @@ impl State {
 /// Everything that can happen to a virtual router.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Input {
-    /// Start the router (SM1/SM2). `local_addr` is the source we send from
-    /// (primary IPv4 or link-local IPv6), used for tie-breaks (SM10) and RX13.
+    /// Start the router (SM1/SM2); FAULT while the link is down or there is
+    /// no source address (the one given to `Router::new` or by `LocalAddr`).
     Startup,
     /// Leave (SM12): a master sends priority 0 and removes its VIPs.
     Shutdown,
@@ -300,7 +310,9 @@ pub enum Input {
     Tick,
     LinkUp,
     LinkDown,
-    /// The interface's primary address (our source / tie-break address) changed.
+    /// Our source address changed (primary IPv4 or link-local IPv6, or the
+    /// configured unicast source): sent from (TX3), compared for tie-breaks
+    /// (SM10) and RX13. `None`: no usable source, so FAULT until one returns.
     LocalAddr(Option<IpAddr>),
     /// Effective priority changed (tracking); base priority stays in the config.
     SetPriority(u8),
@@ -315,12 +327,24 @@ pub enum Reason {
     Startup,
     AddressOwner,
     MasterDownTimer,
-    PreemptHigherPriority { priority: u8 },
-    HigherPriority { priority: u8, from: IpAddr },
-    EqualPriorityHigherAddress { priority: u8, from: IpAddr },
+    PreemptHigherPriority {
+        priority: u8,
+    },
+    HigherPriority {
+        priority: u8,
+        from: IpAddr,
+    },
+    EqualPriorityHigherAddress {
+        priority: u8,
+        from: IpAddr,
+    },
     Shutdown,
     LinkDown,
     LinkUp,
+    /// No usable source address: we cannot advertise, so we must not be master.
+    NoSourceAddress,
+    /// A source address is back (with the link up): startup rules again.
+    SourceAddressRestored,
     ConfigChange,
     PriorityChange,
 }
@@ -343,6 +367,8 @@ impl std::fmt::Display for Reason {
             Reason::Shutdown => write!(f, "shutdown"),
             Reason::LinkDown => write!(f, "link down"),
             Reason::LinkUp => write!(f, "link up"),
+            Reason::NoSourceAddress => write!(f, "no source address"),
+            Reason::SourceAddressRestored => write!(f, "source address available"),
             Reason::ConfigChange => write!(f, "config change"),
             Reason::PriorityChange => write!(f, "priority change"),
         }
@@ -374,4 +400,13 @@ pub enum Action {
         adopted: Interval,
         from: IpAddr,
     },
+    /// An accepted advert lists other addresses than our VIPs (RFC 9568
+    /// §7.1: SHOULD log; the advert is still processed). Already counted in
+    /// `counters.address_list_mismatch`; the shell logs it rate-limited.
+    AddressListMismatch { from: IpAddr, advertised: Vec<IpAddr> },
+    /// Priority 255 from a source that is not one of our VIPs: the sender
+    /// claims to own addresses it does not hold (§6.4 / §7.1). Processed as
+    /// usual (a 255 master still wins); already counted in
+    /// `counters.foreign_owner_adverts`; the shell logs it rate-limited.
+    ForeignOwner { from: IpAddr },
 }

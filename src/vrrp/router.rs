@@ -21,6 +21,12 @@ pub struct Counters {
     pub priority_zero_received: u64,
     pub transitions: u64,
     pub became_master: u64,
+    /// Accepted adverts whose address list differs from our VIPs (RFC 9568 §7.1).
+    #[serde(default)]
+    pub address_list_mismatch: u64,
+    /// Priority-255 adverts from a source that is not one of our VIPs.
+    #[serde(default)]
+    pub foreign_owner_adverts: u64,
     /// Per `RxError::name()`; every reason present (0 if never seen).
     pub discards: BTreeMap<String, u64>,
 }
@@ -73,7 +79,6 @@ pub struct Router {
     master_down_timer: Option<Instant>,
     /// ready + preempt_delay, while a backup waits to preempt (SM7).
     preempt_deadline: Option<Instant>,
-    ready_at: Option<Instant>,
     /// Second GARP/NA burst (EX3).
     garp_timer: Option<Instant>,
     master_addr: Option<IpAddr>,
@@ -85,7 +90,8 @@ pub struct Router {
 }
 
 impl Router {
-    /// A router in Initialize; `local_addr` is our source / tie-break address.
+    /// A router in Initialize; `local_addr` is our source / tie-break address
+    /// (`None`: none yet, so `Startup` goes to FAULT until `LocalAddr(Some)`).
     pub fn new(cfg: RouterConfig, local_addr: Option<IpAddr>) -> Self {
         let mut counters = Counters::default();
         for r in RxError::ALL {
@@ -103,7 +109,6 @@ impl Router {
             advert_timer: None,
             master_down_timer: None,
             preempt_deadline: None,
-            ready_at: None,
             garp_timer: None,
             master_addr: None,
             master_priority: None,
@@ -203,11 +208,7 @@ impl Router {
             Input::Tick => self.on_tick(now),
             Input::LinkUp => {
                 self.link_up = true;
-                if self.state == State::Fault {
-                    self.startup(now, Reason::LinkUp)
-                } else {
-                    Vec::new()
-                }
+                self.leave_fault(now, Reason::LinkUp)
             }
             Input::LinkDown => {
                 self.link_up = false;
@@ -218,7 +219,14 @@ impl Router {
             }
             Input::LocalAddr(a) => {
                 self.local_addr = a;
-                Vec::new()
+                match (a, self.state) {
+                    // No source: we could not advertise, so we must not hold the VIPs.
+                    (None, State::Backup | State::Master) => {
+                        self.change_state(now, State::Fault, Reason::NoSourceAddress)
+                    }
+                    (Some(_), _) => self.leave_fault(now, Reason::SourceAddressRestored),
+                    (None, State::Initialize | State::Fault) => Vec::new(),
+                }
             }
             Input::SetPriority(p) => {
                 // TX4: 255 belongs to the address owner (configured 255), 0 to leaving.
@@ -243,11 +251,24 @@ impl Router {
         }
     }
 
-    /// SM1 / SM2 (and SM14 on link up).
+    /// Ready = link up and a source address: from FAULT, startup rules again (SM14).
+    fn leave_fault(&mut self, now: Instant, reason: Reason) -> Vec<Action> {
+        if self.state == State::Fault {
+            self.startup(now, reason)
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// SM1 / SM2 (and SM14 on link up); FAULT unless the link is up and we
+    /// have a source address to advertise from.
     fn startup(&mut self, now: Instant, reason: Reason) -> Vec<Action> {
         self.master_adver_interval = self.my_interval();
         if !self.link_up {
             return self.change_state(now, State::Fault, Reason::LinkDown);
+        }
+        if self.local_addr.is_none() {
+            return self.change_state(now, State::Fault, Reason::NoSourceAddress);
         }
         if self.priority == 255 {
             self.change_state(now, State::Master, Reason::AddressOwner)
@@ -256,117 +277,167 @@ impl Router {
         }
     }
 
+    /// An advert that passed the wire checks: the instance-level checks
+    /// (discard), the §7.1 observations (log and count), then the rules of
+    /// the current state.
     fn on_advert(&mut self, now: Instant, r: Received) -> Vec<Action> {
-        let a = &r.advert;
-        let reason = if a.vrid != self.cfg.vrid {
-            Some(RxError::UnknownVrid)
-        } else if a.version != self.cfg.version {
-            Some(RxError::VersionMismatch)
-        } else if Some(r.src) == self.local_addr {
-            Some(RxError::OwnAddress)
-        } else if !self.cfg.unicast_peers.is_empty() && !self.cfg.unicast_peers.contains(&r.src) {
-            Some(RxError::NotAPeer)
-        } else if a.version == Version::V2 && a.interval != self.cfg.advert_interval {
-            Some(RxError::IntervalMismatch)
-        } else if a.version == Version::V2 && a.auth != self.cfg.auth {
-            Some(RxError::AuthMismatch)
-        } else {
-            None
-        };
-        if let Some(reason) = reason {
+        if let Some(reason) = self.rx_check(&r) {
             return self.discard(Discard {
                 reason,
-                vrid: Some(a.vrid),
+                vrid: Some(r.advert.vrid),
                 src: Some(r.src),
             });
         }
+        let mut out = self.accept(&r);
+        match self.state {
+            State::Initialize | State::Fault => {}
+            State::Backup => self.backup_hears(now, &r, &mut out),
+            State::Master => self.master_hears(now, &r, &mut out),
+        }
+        out
+    }
+
+    /// Instance-level receive checks (RFC 9568 §7.1), in order; `Some` discards.
+    fn rx_check(&self, r: &Received) -> Option<RxError> {
+        let a = &r.advert;
+        if a.vrid != self.cfg.vrid {
+            Some(RxError::UnknownVrid) // RX6
+        } else if a.version != self.cfg.version {
+            Some(RxError::VersionMismatch) // RX3
+        } else if Some(r.src) == self.local_addr {
+            Some(RxError::OwnAddress) // RX13
+        } else if !self.cfg.unicast_peers.is_empty() && !self.cfg.unicast_peers.contains(&r.src) {
+            Some(RxError::NotAPeer) // RX14
+        } else if !self.cfg.allowed_peers.is_empty() && !self.cfg.allowed_peers.contains(&r.src) {
+            Some(RxError::PeerNotAllowed)
+        } else if a.version == Version::V2 && a.interval != self.cfg.advert_interval {
+            Some(RxError::IntervalMismatch) // RX10 (v2)
+        } else if a.version == Version::V2 && a.auth != self.cfg.auth {
+            Some(RxError::AuthMismatch) // RX11
+        } else {
+            None
+        }
+    }
+
+    /// Count an accepted advert, learn the peer's checksum form (RX5), and
+    /// report what §7.1 asks to log without discarding: an address list
+    /// other than ours, and a priority-255 claim from a non-owner.
+    fn accept(&mut self, r: &Received) -> Vec<Action> {
+        let a = &r.advert;
+        let mut out = Vec::new();
         self.counters.adverts_received += 1;
-        let prio = a.priority;
-        if prio == 0 {
+        if a.priority == 0 {
             self.counters.priority_zero_received += 1;
         }
         if self.cfg.version == Version::V3 && r.src.is_ipv4() {
             self.tx_form = r.checksum_form;
         }
-        let mut out = Vec::new();
-        match self.state {
-            State::Initialize | State::Fault => {}
-            State::Backup => {
-                if prio == 0 {
-                    // SM5: the master is leaving; take over after Skew_Time.
-                    self.master_down_timer = Some(now + self.skew());
-                    self.master_priority = Some(0);
-                    return out;
-                }
-                let in_delay = self.preempt_deadline.is_some_and(|d| now < d);
-                let accept = !self.cfg.preempt || prio >= self.priority || in_delay;
-                self.master_addr = Some(r.src);
-                self.master_priority = Some(prio);
-                self.master_heard_at = Some(now);
-                if accept {
-                    // SM6: adopt the master's interval (v3, RX10) and reset the timer.
-                    if let Interval::V3(_) = a.interval {
-                        let adv = a.interval.to_micros();
-                        if adv != self.master_adver_interval
-                            || (a.interval != self.cfg.advert_interval && self.adopted != Some(a.interval))
-                        {
-                            self.master_adver_interval = adv;
-                            if a.interval != self.cfg.advert_interval && self.adopted != Some(a.interval) {
-                                out.push(Action::IntervalAdopted {
-                                    configured: self.cfg.advert_interval,
-                                    adopted: a.interval,
-                                    from: r.src,
-                                });
-                            }
-                            self.adopted = (a.interval != self.cfg.advert_interval).then_some(a.interval);
-                        }
-                    }
-                    self.master_down_timer = Some(now + self.mdi());
-                }
-                // else: preempt on and a lower priority: ignore; the timer fires.
-            }
-            State::Master => {
-                if prio == 0 {
-                    // SM9
-                    self.advert_timer = Some(now + self.my_interval());
-                    out.push(self.advert(self.priority));
-                    return out;
-                }
-                let higher_addr = match (r.src, self.local_addr) {
-                    (IpAddr::V4(s), Some(IpAddr::V4(l))) => u32::from(s) > u32::from(l),
-                    (IpAddr::V6(s), Some(IpAddr::V6(l))) => u128::from(s) > u128::from(l),
-                    (_, None) => true,
-                    _ => false,
-                };
-                if prio > self.priority || (prio == self.priority && higher_addr) {
-                    // SM10
-                    if let Interval::V3(_) = a.interval {
-                        self.master_adver_interval = a.interval.to_micros();
-                    }
-                    self.master_addr = Some(r.src);
-                    self.master_priority = Some(prio);
-                    self.master_heard_at = Some(now);
-                    let reason = if prio > self.priority {
-                        Reason::HigherPriority {
-                            priority: prio,
-                            from: r.src,
-                        }
-                    } else {
-                        Reason::EqualPriorityHigherAddress {
-                            priority: prio,
-                            from: r.src,
-                        }
-                    };
-                    return self.change_state(now, State::Backup, reason);
-                }
-                if prio < self.priority {
-                    // SM11 (RFC 9568): reassert at once.
-                    self.advert_timer = Some(now + self.my_interval());
-                    out.push(self.advert(self.priority));
-                }
-            }
+        let vips = &self.cfg.vips;
+        if a.addrs.len() != vips.len()
+            || !a.addrs.iter().all(|x| vips.contains(x))
+            || !vips.iter().all(|x| a.addrs.contains(x))
+        {
+            self.counters.address_list_mismatch += 1;
+            out.push(Action::AddressListMismatch {
+                from: r.src,
+                advertised: a.addrs.clone(),
+            });
+        }
+        if a.priority == 255 && !vips.contains(&r.src) {
+            self.counters.foreign_owner_adverts += 1;
+            out.push(Action::ForeignOwner { from: r.src });
         }
         out
+    }
+
+    /// Backup: SM5 (the master leaves), SM6 (reset the timer, or ignore a
+    /// lower priority with preempt on).
+    fn backup_hears(&mut self, now: Instant, r: &Received, out: &mut Vec<Action>) {
+        let prio = r.advert.priority;
+        if prio == 0 {
+            // SM5: the master is leaving; take over after Skew_Time.
+            self.master_down_timer = Some(now + self.skew());
+            self.master_priority = Some(0);
+            return;
+        }
+        let in_delay = self.preempt_deadline.is_some_and(|d| now < d);
+        let accept = !self.cfg.preempt || prio >= self.priority || in_delay;
+        self.master_addr = Some(r.src);
+        self.master_priority = Some(prio);
+        self.master_heard_at = Some(now);
+        if accept {
+            // SM6: adopt the master's interval (v3, RX10) and reset the timer.
+            out.extend(self.adopt_interval(r.advert.interval, r.src));
+            self.master_down_timer = Some(now + self.mdi());
+        }
+        // else: preempt on and a lower priority: ignore; the timer fires.
+    }
+
+    /// RX10 (v3): a backup uses the master's interval; a difference from our
+    /// configuration is reported once per change.
+    fn adopt_interval(&mut self, interval: Interval, from: IpAddr) -> Option<Action> {
+        let Interval::V3(_) = interval else {
+            return None;
+        };
+        let differs = interval != self.cfg.advert_interval;
+        let adv = interval.to_micros();
+        if adv == self.master_adver_interval && !(differs && self.adopted != Some(interval)) {
+            return None;
+        }
+        self.master_adver_interval = adv;
+        let report = (differs && self.adopted != Some(interval)).then_some(Action::IntervalAdopted {
+            configured: self.cfg.advert_interval,
+            adopted: interval,
+            from,
+        });
+        self.adopted = differs.then_some(interval);
+        report
+    }
+
+    /// Master: SM9 (priority 0: answer at once), SM10 (yield to a higher
+    /// priority or an equal one from a higher address), SM11 (reassert over
+    /// a lower one).
+    fn master_hears(&mut self, now: Instant, r: &Received, out: &mut Vec<Action>) {
+        let prio = r.advert.priority;
+        if prio == 0 {
+            // SM9
+            self.advert_timer = Some(now + self.my_interval());
+            out.push(self.advert(self.priority));
+        } else if prio > self.priority || (prio == self.priority && self.is_higher_addr(r.src)) {
+            // SM10
+            if let Interval::V3(_) = r.advert.interval {
+                self.master_adver_interval = r.advert.interval.to_micros();
+            }
+            self.master_addr = Some(r.src);
+            self.master_priority = Some(prio);
+            self.master_heard_at = Some(now);
+            let reason = if prio > self.priority {
+                Reason::HigherPriority {
+                    priority: prio,
+                    from: r.src,
+                }
+            } else {
+                Reason::EqualPriorityHigherAddress {
+                    priority: prio,
+                    from: r.src,
+                }
+            };
+            out.extend(self.change_state(now, State::Backup, reason));
+        } else if prio < self.priority {
+            // SM11 (RFC 9568): reassert at once.
+            self.advert_timer = Some(now + self.my_interval());
+            out.push(self.advert(self.priority));
+        }
+    }
+
+    /// SM10 tie-break: `src` is above our address, compared as unsigned integers.
+    fn is_higher_addr(&self, src: IpAddr) -> bool {
+        match (src, self.local_addr) {
+            (IpAddr::V4(s), Some(IpAddr::V4(l))) => u32::from(s) > u32::from(l),
+            (IpAddr::V6(s), Some(IpAddr::V6(l))) => u128::from(s) > u128::from(l),
+            (_, None) => true,
+            _ => false,
+        }
     }
 
     fn on_tick(&mut self, now: Instant) -> Vec<Action> {
@@ -498,7 +569,6 @@ impl Router {
                     out.push(Action::RemoveVips(self.cfg.vips.clone()));
                 } else {
                     // Ready: from Initialize or Fault (SM7 counts from here).
-                    self.ready_at = Some(now);
                     self.master_addr = None;
                     self.master_priority = None;
                     self.master_heard_at = None;
@@ -528,5 +598,22 @@ impl Router {
         self.counters.transitions += 1;
         out.push(Action::StateChange { from, to, reason });
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `vipctl status --json` of an older vipd has neither new counter.
+    #[test]
+    fn counters_without_the_newer_fields_still_parse() {
+        let old = r#"{"adverts_sent":1,"adverts_received":2,"priority_zero_sent":0,
+            "priority_zero_received":0,"transitions":1,"became_master":1,"discards":{"too_short":0}}"#;
+        let c: Counters = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            (c.adverts_received, c.address_list_mismatch, c.foreign_owner_adverts),
+            (2, 0, 0)
+        );
     }
 }
