@@ -6,6 +6,7 @@
 
 pub mod balance;
 pub mod check;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod daemon;

@@ -7,7 +7,8 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use vipd::balance::{BackendSpec, Health, HealthEvent, LbAlgo, Table, TableHandle, TableSpec};
-use vipd::check::{probe, spawn_checker, CheckSpec, Clock, ProbeKind};
+use vipd::check::{probe, spawn_checker, CheckSpec, ProbeKind};
+use vipd::clock::Clock;
 use vipd::time::{Instant, Micros};
 
 const T: Duration = Duration::from_millis(200);

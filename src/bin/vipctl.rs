@@ -12,7 +12,7 @@ use vipd::control::{self, Request, Response, Status};
 #[command(name = "vipctl", version, about = "Inspect and control a running vipd")]
 struct Cli {
     /// Control socket of the daemon.
-    #[arg(long, global = true, default_value = "/run/vipd/vipd.sock")]
+    #[arg(long, global = true, default_value = vipd::config::DEFAULT_CONTROL_SOCKET)]
     socket: PathBuf,
     /// Seconds to wait for the daemon.
     #[arg(long, global = true, default_value_t = 5.0)]

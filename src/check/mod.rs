@@ -11,7 +11,8 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::balance::{BackendId, Health, HealthEvent, HealthPolicy, TableHandle};
-use crate::time::{Instant, Micros};
+use crate::clock::Clock;
+use crate::time::Micros;
 
 /// Outcome of one probe.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,8 +22,9 @@ pub struct CheckResult {
     pub detail: String,
 }
 
-/// What to probe (mirrors the config's `CheckKind`).
+/// What to probe: the `type` of a `check` block (the config names it `CheckKind`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ProbeKind {
     /// Connect to the backend address, or to `port` on the backend IP.
     Tcp { port: Option<u16> },
@@ -37,7 +39,7 @@ pub enum ProbeKind {
     Exec { command: Vec<String> },
 }
 
-/// A virtual server's `check` block.
+/// A virtual server's validated `check` block (the config names it `Check`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckSpec {
     pub kind: ProbeKind,
@@ -55,43 +57,6 @@ impl CheckSpec {
             fall: self.fall,
         }
     }
-}
-
-/// Maps tokio's monotonic clock onto [`crate::time::Instant`] (microseconds
-/// since `epoch`). Uses tokio time, so paused-time tests work. Share one
-/// clock across the daemon so instants are comparable.
-#[derive(Clone, Copy, Debug)]
-pub struct Clock {
-    epoch: tokio::time::Instant,
-}
-
-impl Default for Clock {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Clock {
-    /// A clock whose epoch is now.
-    pub fn new() -> Self {
-        Clock {
-            epoch: tokio::time::Instant::now(),
-        }
-    }
-    pub fn with_epoch(epoch: tokio::time::Instant) -> Self {
-        Clock { epoch }
-    }
-    pub fn now(&self) -> Instant {
-        Instant(Micros::from_duration(self.epoch.elapsed()).as_micros())
-    }
-    pub fn to_tokio(&self, at: Instant) -> tokio::time::Instant {
-        self.epoch + Duration::from_micros(at.as_micros())
-    }
-}
-
-/// Run one probe of `kind` against `target` (see [`probe::run`]).
-pub async fn run_probe(kind: &ProbeKind, target: SocketAddr, timeout: Duration) -> CheckResult {
-    probe::run(kind, target, timeout).await
 }
 
 /// Log a health transition of a backend of virtual server `server`:

@@ -234,11 +234,6 @@ pub fn call(socket: &Path, req: &Request, timeout: Duration) -> Result<Response,
     serde_json::from_str(&out).map_err(|e| format!("bad response from daemon: {e}"))
 }
 
-/// Default control socket path.
-pub fn default_socket() -> PathBuf {
-    PathBuf::from("/run/vipd/vipd.sock")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

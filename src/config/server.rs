@@ -1,0 +1,236 @@
+//! Validation of a `virtual_server` block into a [`VirtualServer`]: listen
+//! address, protocol, scheduler, VRRP tie, real servers and timeouts.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+use serde_spanned::Spanned;
+
+use super::raw::{self, NumOrStr};
+use super::{off, Check, Cx, Instance, R};
+use crate::time::Micros;
+
+/// The scheduler and a backend's operator state are the balancer's own types.
+pub use crate::balance::{Admin, LbAlgo};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RealServer {
+    pub address: SocketAddr,
+    /// 0..=65535; 0 = never picked.
+    pub weight: u32,
+    pub backup: bool,
+    /// Failover group: lower is preferred. Primaries 0; `backup = true` defaults to 1.
+    pub priority: u32,
+    pub admin: Admin,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VirtualServer {
+    pub name: String,
+    pub listen: SocketAddr,
+    pub protocol: Protocol,
+    pub lb_algo: LbAlgo,
+    pub vrrp_instance: Option<String>,
+    pub check: Option<Check>,
+    pub real_servers: Vec<RealServer>,
+    pub connect_timeout: Micros,
+    pub idle_timeout: Micros,
+    pub max_connections: Option<u32>,
+    /// Redispatch attempts on a failed connect.
+    pub retries: u32,
+}
+
+/// The dotted key of a field of virtual server `name`.
+fn keys(name: &str) -> impl Fn(&str) -> String + '_ {
+    move |key| format!("virtual_server.{name}.{key}")
+}
+
+impl Cx<'_> {
+    pub(super) fn server(&self, name: &str, sp: &Spanned<raw::Server>, instances: &[Instance]) -> R<VirtualServer> {
+        let k = keys(name);
+        let r = sp.get_ref();
+        let listen: SocketAddr = r.listen.get_ref().parse().map_err(|_| {
+            self.err(
+                &r.listen,
+                &k("listen"),
+                format!(
+                    "{:?} is not an address:port like \"192.0.2.100:6000\" or \"[2001:db8::100]:6000\"",
+                    r.listen.get_ref()
+                ),
+            )
+        })?;
+        if listen.port() == 0 {
+            return Err(self.err(&r.listen, &k("listen"), "port 0 is not allowed"));
+        }
+        let protocol = match r.protocol.as_ref().map(|p| p.get_ref().as_str()) {
+            None | Some("tcp") => Protocol::Tcp,
+            Some("udp") => Protocol::Udp,
+            Some(o) => {
+                return Err(self.err_at(
+                    r.protocol.as_ref().map(off).unwrap_or(off(&r.listen)),
+                    &k("protocol"),
+                    format!("{o:?}: allowed \"tcp\" or \"udp\""),
+                ))
+            }
+        };
+        let lb_algo = self.lb_algo(name, r)?;
+        let vrrp_instance = self.vrrp_tie(name, r, instances)?;
+        let check = match &r.check {
+            None => None,
+            Some(c) => Some(self.check(name, c)?),
+        };
+        let real_servers = self.real_servers(name, r)?;
+        let (connect_timeout, idle_timeout) = self.timeouts(name, r, protocol)?;
+        let max_connections = match &r.max_connections {
+            None => None,
+            Some(m) => Some(self.int_in(m, &k("max_connections"), 1, 10_000_000, "")? as u32),
+        };
+        let retries = match &r.retries {
+            None => 3,
+            Some(m) => self.int_in(m, &k("retries"), 0, 100, "")? as u32,
+        };
+        Ok(VirtualServer {
+            name: name.to_string(),
+            listen,
+            protocol,
+            lb_algo,
+            vrrp_instance,
+            check,
+            real_servers,
+            connect_timeout,
+            idle_timeout,
+            max_connections,
+            retries,
+        })
+    }
+
+    /// `lb_algo`, with keepalived's aliases `wlc` and `mh`.
+    fn lb_algo(&self, name: &str, r: &raw::Server) -> R<LbAlgo> {
+        match r.lb_algo.as_ref().map(|p| p.get_ref().as_str()) {
+            None | Some("rr") => Ok(LbAlgo::Rr),
+            Some("wrr") => Ok(LbAlgo::Wrr),
+            Some("lc") | Some("wlc") => Ok(LbAlgo::Lc),
+            Some("sh") => Ok(LbAlgo::Sh),
+            Some("maglev") | Some("mh") => Ok(LbAlgo::Maglev),
+            Some(o) => Err(self.err_at(
+                r.lb_algo.as_ref().map(off).unwrap_or(off(&r.listen)),
+                &keys(name)("lb_algo"),
+                format!("{o:?}: allowed \"rr\", \"wrr\", \"lc\", \"sh\" or \"maglev\""),
+            )),
+        }
+    }
+
+    /// `vrrp_instance`: must name a configured instance.
+    fn vrrp_tie(&self, name: &str, r: &raw::Server, instances: &[Instance]) -> R<Option<String>> {
+        let Some(v) = &r.vrrp_instance else {
+            return Ok(None);
+        };
+        if !instances.iter().any(|i| &i.name == v.get_ref()) {
+            let known: Vec<&str> = instances.iter().map(|i| i.name.as_str()).collect();
+            return Err(self.err(
+                v,
+                &keys(name)("vrrp_instance"),
+                format!("no vrrp_instance named {:?} (defined: {:?})", v.get_ref(), known),
+            ));
+        }
+        Ok(Some(v.get_ref().clone()))
+    }
+
+    /// `real_server`: at least one, no address twice.
+    fn real_servers(&self, name: &str, r: &raw::Server) -> R<Vec<RealServer>> {
+        if r.real_server.get_ref().is_empty() {
+            return Err(self.err(&r.real_server, &keys(name)("real_server"), "needs at least one backend"));
+        }
+        let mut real_servers: Vec<RealServer> = Vec::new();
+        for rs in r.real_server.get_ref() {
+            let s = self.real_server(name, rs.get_ref(), &real_servers)?;
+            real_servers.push(s);
+        }
+        Ok(real_servers)
+    }
+
+    /// One `real_server`; `earlier` are the ones before it in the list.
+    fn real_server(&self, name: &str, rr: &raw::Real, earlier: &[RealServer]) -> R<RealServer> {
+        let k = keys(name);
+        let address: SocketAddr = rr.address.get_ref().parse().map_err(|_| {
+            self.err(
+                &rr.address,
+                &k("real_server.address"),
+                format!(
+                    "{:?} is not an address:port like \"198.51.100.11:6000\"",
+                    rr.address.get_ref()
+                ),
+            )
+        })?;
+        if address.port() == 0 {
+            return Err(self.err(&rr.address, &k("real_server.address"), "port 0 is not allowed"));
+        }
+        if earlier.iter().any(|o| o.address == address) {
+            return Err(self.err(
+                &rr.address,
+                &k("real_server.address"),
+                format!("{address} is listed twice"),
+            ));
+        }
+        let weight = match &rr.weight {
+            None => 1,
+            Some(w) => self.int_in(w, &k("real_server.weight"), 0, 65535, " (0 = never picked)")? as u32,
+        };
+        let backup = rr.backup.as_ref().map(|b| *b.get_ref()).unwrap_or(false);
+        let priority = match &rr.priority {
+            None => u32::from(backup),
+            Some(p) => self.int_in(p, &k("real_server.priority"), 0, 1000, " (lower is preferred)")? as u32,
+        };
+        let admin = match rr.state.as_ref().map(|s| s.get_ref().as_str()) {
+            None | Some("ready") => Admin::Ready,
+            Some("drain") => Admin::Drain,
+            Some("maint") => Admin::Maint,
+            Some(o) => {
+                return Err(self.err_at(
+                    rr.state.as_ref().map(off).unwrap_or(off(&rr.address)),
+                    &k("real_server.state"),
+                    format!("{o:?}: allowed \"ready\", \"drain\" or \"maint\""),
+                ))
+            }
+        };
+        Ok(RealServer {
+            address,
+            weight,
+            backup,
+            priority,
+            admin,
+        })
+    }
+
+    /// `connect_timeout` and `idle_timeout` (default 300 s for TCP, 30 s for UDP).
+    fn timeouts(&self, name: &str, r: &raw::Server, protocol: Protocol) -> R<(Micros, Micros)> {
+        let k = keys(name);
+        let secs = |v: &Option<Spanned<NumOrStr>>, key: &str, default: Micros| -> R<Micros> {
+            match v {
+                None => Ok(default),
+                Some(d) => {
+                    let x = self.duration(d, &k(key))?;
+                    if x.0 == 0 || x > Micros::from_secs(86_400) {
+                        return Err(self.err(d, &k(key), "allowed from 1us to 24h"));
+                    }
+                    Ok(x)
+                }
+            }
+        };
+        let connect_timeout = secs(&r.connect_timeout, "connect_timeout", Micros::from_secs(2))?;
+        let idle_default = if protocol == Protocol::Tcp {
+            Micros::from_secs(300)
+        } else {
+            Micros::from_secs(30)
+        };
+        let idle_timeout = secs(&r.idle_timeout, "idle_timeout", idle_default)?;
+        Ok((connect_timeout, idle_timeout))
+    }
+}

@@ -1,0 +1,27 @@
+//! From the validated configuration to the pure cores' specs: a
+//! `virtual_server` block becomes the forwarding table's [`TableSpec`].
+//! (An instance's `vrrp::RouterConfig` and a check's `check::CheckSpec` are
+//! built during validation: they are the config's own types.)
+
+use super::VirtualServer;
+use crate::balance::{BackendSpec, TableSpec};
+
+/// The pure table's view of a `virtual_server` block.
+pub fn table_spec(vs: &VirtualServer) -> TableSpec {
+    TableSpec {
+        name: vs.name.clone(),
+        algo: vs.lb_algo,
+        health: vs.check.as_ref().map(|c| c.policy()),
+        backends: vs
+            .real_servers
+            .iter()
+            .map(|r| BackendSpec {
+                address: r.address,
+                weight: r.weight,
+                backup: r.backup,
+                priority: r.priority,
+                admin: r.admin,
+            })
+            .collect(),
+    }
+}
