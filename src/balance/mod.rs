@@ -55,7 +55,8 @@ impl fmt::Display for BackendId {
     }
 }
 
-/// Operator state of a backend (keepalived/HAProxy semantics).
+/// Operator state of a backend (keepalived/HAProxy semantics); also the
+/// config's `real_server.state` and the JSON of `vipctl status`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Admin {
@@ -88,7 +89,7 @@ impl fmt::Display for Health {
     }
 }
 
-/// Scheduling algorithm (`lb_algo`).
+/// Scheduling algorithm (`lb_algo`); also the config's and the JSON of `vipctl status`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LbAlgo {

@@ -39,25 +39,7 @@ impl Cx<'_> {
     pub(super) fn instance(&self, name: &str, sp: &Spanned<raw::Instance>) -> R<Instance> {
         let k = keys(name);
         let r = sp.get_ref();
-        if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) {
-            return Err(self.err(
-                sp,
-                &format!("vrrp_instance.{name}"),
-                "instance names use 1-64 of A-Z a-z 0-9 _ - .",
-            ));
-        }
-        let interface = r.interface.get_ref().clone();
-        if interface.is_empty()
-            || interface.len() > 15
-            || interface.contains('/')
-            || interface.contains(char::is_whitespace)
-        {
-            return Err(self.err(
-                &r.interface,
-                &k("interface"),
-                format!("{interface:?} is not an interface name (1-15 characters)"),
-            ));
-        }
+        let interface = self.name_and_interface(name, sp)?;
         let vrid = self.int_in(&r.virtual_router_id, &k("virtual_router_id"), 1, 255, "")? as u8;
         let priority = match &r.priority {
             Some(p) => self.int_in(p, &k("priority"), 1, 255, " (255 = address owner)")? as u8,
@@ -80,16 +62,7 @@ impl Cx<'_> {
         let checksum_form = self.checksum_form(name, r, version, v4)?;
         let (garp_master_repeat, garp_master_delay) = self.garp(name, r)?;
         let track_interface = self.track_interface(name, r, priority)?;
-        let notify = match &r.notify {
-            None => None,
-            Some(n) => {
-                let p = PathBuf::from(n.get_ref());
-                if !p.is_absolute() {
-                    return Err(self.err(n, &k("notify"), "must be an absolute path to an executable"));
-                }
-                Some(p)
-            }
-        };
+        let notify = self.notify(name, r)?;
         let router = RouterConfig {
             name: name.to_string(),
             vrid,
@@ -115,6 +88,43 @@ impl Cx<'_> {
             track_interface,
             notify,
         })
+    }
+
+    /// The instance's name and `interface`; returns the interface.
+    fn name_and_interface(&self, name: &str, sp: &Spanned<raw::Instance>) -> R<String> {
+        let r = sp.get_ref();
+        if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) {
+            return Err(self.err(
+                sp,
+                &format!("vrrp_instance.{name}"),
+                "instance names use 1-64 of A-Z a-z 0-9 _ - .",
+            ));
+        }
+        let interface = r.interface.get_ref().clone();
+        if interface.is_empty()
+            || interface.len() > 15
+            || interface.contains('/')
+            || interface.contains(char::is_whitespace)
+        {
+            return Err(self.err(
+                &r.interface,
+                &keys(name)("interface"),
+                format!("{interface:?} is not an interface name (1-15 characters)"),
+            ));
+        }
+        Ok(interface)
+    }
+
+    /// `notify`: an absolute path.
+    fn notify(&self, name: &str, r: &raw::Instance) -> R<Option<PathBuf>> {
+        let Some(n) = &r.notify else {
+            return Ok(None);
+        };
+        let p = PathBuf::from(n.get_ref());
+        if !p.is_absolute() {
+            return Err(self.err(n, &keys(name)("notify"), "must be an absolute path to an executable"));
+        }
+        Ok(Some(p))
     }
 
     /// `advert_int`: centiseconds for VRRPv3, whole seconds for VRRPv2.

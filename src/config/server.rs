@@ -234,3 +234,20 @@ impl Cx<'_> {
         Ok((connect_timeout, idle_timeout))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `vipctl status --json` shows these as the config spells them.
+    #[test]
+    fn algo_and_admin_serialize_as_the_config_words() {
+        let algos = [LbAlgo::Rr, LbAlgo::Wrr, LbAlgo::Lc, LbAlgo::Sh, LbAlgo::Maglev];
+        let words: Vec<String> = algos.iter().map(|a| serde_json::to_string(a).unwrap()).collect();
+        assert_eq!(words, ["\"rr\"", "\"wrr\"", "\"lc\"", "\"sh\"", "\"maglev\""]);
+        let admins = [Admin::Ready, Admin::Drain, Admin::Maint];
+        let words: Vec<String> = admins.iter().map(|a| serde_json::to_string(a).unwrap()).collect();
+        assert_eq!(words, ["\"ready\"", "\"drain\"", "\"maint\""]);
+        assert_eq!(serde_json::to_string(&Protocol::Udp).unwrap(), "\"udp\"");
+    }
+}

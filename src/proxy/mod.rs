@@ -1,9 +1,12 @@
-//! SHELL: the L4 data plane on the virtual IP. One runtime per virtual server:
-//! a listener (IP_FREEBIND, so it binds before the VIP arrives) that accepts
-//! only while the tied VRRP instance is master, a relay per connection (TCP)
-//! or per client flow (UDP), and the health checker feeding the pure
-//! forwarding table in `balance`, whose immutable snapshot is read lock-free
-//! on every new connection.
+//! SHELL: the L4 data plane on the virtual IP, and what its tasks share.
+//!
+//! Per virtual server: listeners (IP_FREEBIND, so they bind before the VIP
+//! arrives) that accept only while the tied VRRP instance is master, a relay
+//! per connection (`tcp`, `relay`) or per client flow (`udp`), and the health
+//! checker feeding the pure forwarding table in `balance`, whose immutable
+//! snapshot is read lock-free on every new connection. The listeners run on
+//! a few data-plane worker threads shared by all virtual servers; `balancer`
+//! starts, reloads and stops them.
 
 mod balancer;
 mod relay;
