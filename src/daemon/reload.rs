@@ -189,16 +189,8 @@ impl Daemon {
                     router: i.router.status(),
                 })
                 .collect(),
-            virtual_servers: self
-                .balancer
-                .as_ref()
-                .map(|b| {
-                    b.status()
-                        .into_iter()
-                        .filter_map(|v| serde_json::to_value(v).ok())
-                        .collect()
-                })
-                .unwrap_or_default(),
+            virtual_servers: self.balancer.as_ref().map(|b| b.status()).unwrap_or_default(),
+            ..Status::default()
         }
     }
 }

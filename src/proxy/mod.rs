@@ -16,12 +16,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::balance::{self, BackendSpec, BackendStatus, HealthPolicy, TableHandle, TableSpec};
+use crate::balance::{self, BackendSpec, HealthPolicy, TableHandle, TableSpec};
 use crate::check::{self, CheckSpec, ProbeKind};
 use crate::config::{self, Admin, CheckKind, LbAlgo, Protocol, VirtualServer};
 
@@ -36,21 +35,7 @@ impl std::fmt::Display for ProxyError {
 
 impl std::error::Error for ProxyError {}
 
-/// One virtual server as `vipctl status` shows it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct VirtualServerStatus {
-    pub name: String,
-    pub listen: SocketAddr,
-    pub protocol: Protocol,
-    pub lb_algo: LbAlgo,
-    pub vrrp_instance: Option<String>,
-    /// Listening and accepting right now (the tied instance is master).
-    pub serving: bool,
-    pub active_connections: u64,
-    /// Connections refused at max_connections, or with no backend available.
-    pub rejected_connections: u64,
-    pub backends: Vec<BackendStatus>,
-}
+pub use crate::control::proto::VirtualServerStatus;
 
 /// State shared between a virtual server's tasks.
 pub(crate) struct Shared {
