@@ -135,6 +135,43 @@ impl Drop for Ticket {
     }
 }
 
+/// Turn away a client at once: read what it already sent (so closing does not
+/// reset the connection and lose the answer), write `answer` if the socket
+/// takes it now, close. Never waits: the accept loop calls it.
+pub(crate) fn refuse<S: TryIo>(s: S, answer: &[u8]) {
+    let mut sink = [0u8; 4096];
+    for _ in 0..4 {
+        if !matches!(s.try_read(&mut sink), Ok(n) if n > 0) {
+            break;
+        }
+    }
+    let _ = s.try_write(answer);
+}
+
+/// The non-blocking calls [`refuse`] needs, for TCP and unix streams.
+pub(crate) trait TryIo {
+    fn try_read(&self, buf: &mut [u8]) -> std::io::Result<usize>;
+    fn try_write(&self, buf: &[u8]) -> std::io::Result<usize>;
+}
+
+impl TryIo for tokio::net::TcpStream {
+    fn try_read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        tokio::net::TcpStream::try_read(self, buf)
+    }
+    fn try_write(&self, buf: &[u8]) -> std::io::Result<usize> {
+        tokio::net::TcpStream::try_write(self, buf)
+    }
+}
+
+impl TryIo for tokio::net::UnixStream {
+    fn try_read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        tokio::net::UnixStream::try_read(self, buf)
+    }
+    fn try_write(&self, buf: &[u8]) -> std::io::Result<usize> {
+        tokio::net::UnixStream::try_write(self, buf)
+    }
+}
+
 /// Sleep after accept errors: 10 ms doubling to 1 s, reset by a success.
 pub(crate) struct AcceptBackoff {
     delay: Duration,

@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
-use super::limit::{AcceptBackoff, ClientCounters, Gate, Ticket};
+use super::limit::{refuse, AcceptBackoff, ClientCounters, Gate, Ticket};
 use super::{ClientStats, Envelope, InstanceStatus, Request, Status, VirtualServerStatus};
 use crate::balance::{BackendStatus, Health};
 
@@ -189,8 +189,10 @@ impl MetricsServer {
             };
             backoff.success();
             let Some(ticket) = gate.admit().await else {
-                // Best effort, never blocking the accept loop.
-                let _ = s.try_write(http_response("503 Service Unavailable", "too many clients\n").as_bytes());
+                refuse(
+                    s,
+                    http_response("503 Service Unavailable", "too many clients\n").as_bytes(),
+                );
                 continue;
             };
             let tx = tx.clone();

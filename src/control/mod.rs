@@ -136,8 +136,7 @@ pub async fn serve(listener: ControlListener, tx: mpsc::Sender<Envelope>, errors
         };
         backoff.success();
         let Some(ticket) = gate.admit().await else {
-            // Best effort, never blocking the accept loop: the client may not read.
-            let _ = stream.try_write(&response_line(&Response::error("too many control clients")));
+            limit::refuse(stream, &response_line(&Response::error("too many control clients")));
             continue;
         };
         let tx = tx.clone();
