@@ -110,6 +110,9 @@ pub fn sample_status() -> Status {
         source: Some(ip("192.0.2.1")),
         link_up: true,
         vips_readded: 0,
+        vip_add_failures: 0,
+        vip_remove_failures: 0,
+        vip_last_error: None,
         router: RouterStatus {
             name: "VI_1".into(),
             vrid: 51,
@@ -137,6 +140,9 @@ pub fn sample_status() -> Status {
         source: None,
         link_up: false,
         vips_readded: 2,
+        vip_add_failures: 3,
+        vip_remove_failures: 1,
+        vip_last_error: Some("add 2001:db8::100/64 on eth1: No such device (os error 19)".into()),
         router: RouterStatus {
             name: "VI_6".into(),
             vrid: 52,
