@@ -131,6 +131,8 @@ pub fn sample_status() -> Status {
                 priority_zero_received: 1,
                 transitions: 2,
                 became_master: 1,
+                address_list_mismatch: 5,
+                foreign_owner_adverts: 1,
                 discards: discards(&[("bad_checksum", 0), ("bad_ttl", 4), ("wrong_vrid", 2)]),
             },
         },
