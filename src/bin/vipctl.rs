@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use vipd::control::{self, Request, Response, Status};
+use vipd::control::{self, InstanceStatus, Request, Response, Status, VirtualServerStatus};
 
 #[derive(Parser, Debug)]
 #[command(name = "vipctl", version, about = "Inspect and control a running vipd")]
@@ -128,52 +128,7 @@ fn render_status(st: &Status) -> String {
         "NAME", "VRID", "IFACE", "STATE", "PRIO", "MASTER", "ADVERT"
     );
     for i in &st.instances {
-        let r = &i.router;
-        let prio = if r.base_priority == r.effective_priority {
-            format!("{}", r.base_priority)
-        } else {
-            format!("{}/{}", r.effective_priority, r.base_priority)
-        };
-        let master = match (r.master_addr, r.master_priority) {
-            (Some(a), Some(p)) => format!("{a} ({p})"),
-            (Some(a), None) => a.to_string(),
-            _ => "-".to_string(),
-        };
-        let vips: Vec<String> = r.vips.iter().map(|v| v.to_string()).collect();
-        let _ = writeln!(
-            o,
-            "  {:<16} {:>4} {:<8} {:<7} {:>9} {:<26} {:>8}  {}",
-            r.name,
-            r.vrid,
-            i.interface,
-            r.state.name(),
-            prio,
-            master,
-            fmt_interval(r.master_adver_interval_us),
-            vips.join(",")
-        );
-        let c = &r.counters;
-        let discards: u64 = c.discards.values().sum();
-        let mut line = format!(
-            "      adverts sent {} received {}  transitions {}  discarded {}",
-            c.adverts_sent, c.adverts_received, c.transitions, discards
-        );
-        if discards > 0 {
-            let parts: Vec<String> = c
-                .discards
-                .iter()
-                .filter(|(_, n)| **n > 0)
-                .map(|(k, n)| format!("{k}={n}"))
-                .collect();
-            let _ = write!(line, " ({})", parts.join(" "));
-        }
-        if i.vips_readded > 0 {
-            let _ = write!(line, "  vips re-added {}", i.vips_readded);
-        }
-        if !i.link_up {
-            line.push_str("  LINK DOWN");
-        }
-        let _ = writeln!(o, "{line}");
+        render_instance(&mut o, i);
     }
     if !st.virtual_servers.is_empty() {
         let _ = writeln!(o, "\nVirtual servers:");
@@ -184,47 +139,100 @@ fn render_status(st: &Status) -> String {
     o
 }
 
-fn s(v: &serde_json::Value, k: &str) -> String {
-    match v.get(k) {
-        Some(serde_json::Value::String(x)) => x.clone(),
-        Some(serde_json::Value::Null) | None => "-".to_string(),
-        Some(x) => x.to_string(),
+fn render_instance(o: &mut String, i: &InstanceStatus) {
+    use std::fmt::Write;
+    let r = &i.router;
+    let prio = if r.base_priority == r.effective_priority {
+        format!("{}", r.base_priority)
+    } else {
+        format!("{}/{}", r.effective_priority, r.base_priority)
+    };
+    let master = match (r.master_addr, r.master_priority) {
+        (Some(a), Some(p)) => format!("{a} ({p})"),
+        (Some(a), None) => a.to_string(),
+        _ => "-".to_string(),
+    };
+    let vips: Vec<String> = r.vips.iter().map(|v| v.to_string()).collect();
+    let _ = writeln!(
+        o,
+        "  {:<16} {:>4} {:<8} {:<7} {:>9} {:<26} {:>8}  {}",
+        r.name,
+        r.vrid,
+        i.interface,
+        r.state.name(),
+        prio,
+        master,
+        fmt_interval(r.master_adver_interval_us),
+        vips.join(",")
+    );
+    let c = &r.counters;
+    let discards: u64 = c.discards.values().sum();
+    let mut line = format!(
+        "      adverts sent {} received {}  transitions {}  discarded {}",
+        c.adverts_sent, c.adverts_received, c.transitions, discards
+    );
+    if discards > 0 {
+        let parts: Vec<String> = c
+            .discards
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, n)| format!("{k}={n}"))
+            .collect();
+        let _ = write!(line, " ({})", parts.join(" "));
+    }
+    if i.vips_readded > 0 {
+        let _ = write!(line, "  vips re-added {}", i.vips_readded);
+    }
+    if !i.link_up {
+        line.push_str("  LINK DOWN");
+    }
+    let _ = writeln!(o, "{line}");
+}
+
+/// An enum as the JSON status names it (e.g. `wrr`, `maint`, `up`).
+fn wire_name<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => "?".to_string(),
     }
 }
 
-fn render_vs(o: &mut String, vs: &serde_json::Value) {
+fn or_dash(v: Option<&str>) -> &str {
+    v.unwrap_or("-")
+}
+
+fn render_vs(o: &mut String, vs: &VirtualServerStatus) {
     use std::fmt::Write;
     let _ = writeln!(
         o,
         "  {} {} {} {}  vrrp {}  serving {}  active {}",
-        s(vs, "name"),
-        s(vs, "protocol"),
-        s(vs, "listen"),
-        s(vs, "lb_algo"),
-        s(vs, "vrrp_instance"),
-        s(vs, "serving"),
-        s(vs, "active_connections")
+        vs.name,
+        wire_name(&vs.protocol),
+        vs.listen,
+        wire_name(&vs.lb_algo),
+        or_dash(vs.vrrp_instance.as_deref()),
+        vs.serving,
+        vs.active_connections
     );
     let _ = writeln!(
         o,
         "      {:<24} {:>6} {:<6} {:<8} {:>7} {:>8} {:>12} {:>12}  LAST",
         "BACKEND", "WEIGHT", "ADMIN", "HEALTH", "ACTIVE", "TOTAL", "BYTES_IN", "BYTES_OUT"
     );
-    if let Some(serde_json::Value::Array(bs)) = vs.get("backends") {
-        for b in bs {
-            let _ = writeln!(
-                o,
-                "      {:<24} {:>6} {:<6} {:<8} {:>7} {:>8} {:>12} {:>12}  {}",
-                s(b, "address"),
-                s(b, "weight"),
-                s(b, "admin"),
-                s(b, "health"),
-                s(b, "active_connections"),
-                s(b, "total_connections"),
-                s(b, "bytes_in"),
-                s(b, "bytes_out"),
-                s(b, "last_change")
-            );
-        }
+    for b in &vs.backends {
+        let _ = writeln!(
+            o,
+            "      {:<24} {:>6} {:<6} {:<8} {:>7} {:>8} {:>12} {:>12}  {}",
+            b.address.to_string(),
+            b.weight,
+            wire_name(&b.admin),
+            wire_name(&b.health),
+            b.active_connections,
+            b.total_connections,
+            b.bytes_in,
+            b.bytes_out,
+            or_dash(b.last_change.as_deref())
+        );
     }
 }

@@ -58,6 +58,7 @@ impl Cx<'_> {
         let vips = self.vips(name, r, version)?;
         let v4 = vips[0].is_ipv4();
         let (unicast_src_ip, unicast_peers) = self.unicast(name, r, v4)?;
+        let allowed_peers = self.peer_list(name, "allowed_peers", r.allowed_peers.as_deref(), v4)?;
         let auth = self.auth(name, r, version)?;
         let checksum_form = self.checksum_form(name, r, version, v4)?;
         let (garp_master_repeat, garp_master_delay) = self.garp(name, r)?;
@@ -73,7 +74,7 @@ impl Cx<'_> {
             preempt_delay,
             vips: vips.iter().map(|n| n.ip()).collect(),
             unicast_peers,
-            allowed_peers: Vec::new(), // TODO(lead): wire `allowed_peers` from the config file
+            allowed_peers,
             auth,
             checksum_form,
             garp_master_repeat,
@@ -270,18 +271,25 @@ impl Cx<'_> {
                 Some(a)
             }
         };
-        let mut unicast_peers = Vec::new();
-        for p in r.unicast_peer.iter().flatten() {
+        let unicast_peers = self.peer_list(name, "unicast_peer", r.unicast_peer.as_deref(), v4)?;
+        Ok((unicast_src_ip, unicast_peers))
+    }
+
+    /// A list of peer addresses (`unicast_peer`, `allowed_peers`) of the VIPs' family.
+    fn peer_list(&self, name: &str, key: &str, list: Option<&[Spanned<String>]>, v4: bool) -> R<Vec<IpAddr>> {
+        let k = keys(name);
+        let mut out = Vec::new();
+        for p in list.unwrap_or_default() {
             let a: IpAddr = p
                 .get_ref()
                 .parse()
-                .map_err(|_| self.err(p, &k("unicast_peer"), format!("{:?} is not an IP address", p.get_ref())))?;
-            if !fam_ok(&a) {
-                return Err(self.err(p, &k("unicast_peer"), format!("{a} is not of the VIPs' address family")));
+                .map_err(|_| self.err(p, &k(key), format!("{:?} is not an IP address", p.get_ref())))?;
+            if a.is_ipv4() != v4 {
+                return Err(self.err(p, &k(key), format!("{a} is not of the VIPs' address family")));
             }
-            unicast_peers.push(a);
+            out.push(a);
         }
-        Ok((unicast_src_ip, unicast_peers))
+        Ok(out)
     }
 
     /// `authentication` (VRRPv2 simple password only).

@@ -58,6 +58,7 @@ pub struct Instance {
     pub virtual_ipaddress: Spanned<Vec<Spanned<String>>>,
     pub unicast_src_ip: Option<Spanned<String>>,
     pub unicast_peer: Option<Vec<Spanned<String>>>,
+    pub allowed_peers: Option<Vec<Spanned<String>>>,
     pub authentication: Option<Spanned<Auth>>,
     pub checksum_form: Option<Spanned<String>>,
     pub garp_master_repeat: Option<Spanned<i64>>,

@@ -22,7 +22,9 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
+use crate::clock::Clock;
 use crate::config::Config;
+use crate::control::limit::ClientCounters;
 use crate::control::{self, Envelope};
 use crate::net::netlink::{self, Changed, Netlink};
 use crate::net::vrrp_socket::Family;
@@ -31,18 +33,6 @@ use crate::vrrp::{Discard, Input, Received, RxError};
 use instances::Instances;
 use links::{Links, Reply};
 use systemd::sd_notify;
-
-/// Maps the process's monotonic clock onto the cores' integer-microsecond time.
-#[derive(Clone, Copy)]
-struct Clock {
-    base: std::time::Instant,
-}
-
-impl Clock {
-    fn now(&self) -> Instant {
-        Instant(u64::try_from(self.base.elapsed().as_micros()).unwrap_or(u64::MAX))
-    }
-}
 
 /// What reaches the event loop from the daemon's own tasks.
 enum Event {
@@ -95,6 +85,13 @@ struct Stats {
     /// Packets no instance could take, per reason.
     interface_discards: BTreeMap<String, u64>,
     control_errors: Arc<AtomicU64>,
+    clients: ClientCounts,
+}
+
+/// Client counters of the control socket and the metrics listener.
+struct ClientCounts {
+    control: Arc<ClientCounters>,
+    metrics: Option<Arc<ClientCounters>>,
 }
 
 /// The signals the daemon acts on, installed before any VIP is added.
@@ -140,13 +137,18 @@ impl Daemon {
             control::bind(&control_path).map_err(|e| format!("control socket {}: {e}", control_path.display()))?;
         let (ctl_tx, ctl_rx) = mpsc::channel::<Envelope>(64);
         let control_errors = Arc::new(AtomicU64::new(0));
+        let mut clients = ClientCounts {
+            control: listener.counters(),
+            metrics: None,
+        };
         if let Some(addr) = cfg.global.metrics {
-            let tx = ctl_tx.clone();
-            tokio::spawn(async move {
-                if let Err(e) = control::metrics::serve(addr, tx).await {
-                    error!("metrics endpoint {addr}: {e}");
+            match control::metrics::MetricsServer::bind(addr).await {
+                Ok(m) => {
+                    clients.metrics = Some(m.counters());
+                    tokio::spawn(m.run(ctl_tx.clone()));
                 }
-            });
+                Err(e) => error!("metrics endpoint {addr}: {e}"),
+            }
         }
         tokio::spawn(control::serve(listener, ctl_tx, control_errors.clone()));
 
@@ -154,9 +156,7 @@ impl Daemon {
         let mut d = Daemon {
             path,
             cfg: cfg.clone(),
-            clock: Clock {
-                base: std::time::Instant::now(),
-            },
+            clock: Clock::new(),
             started: std::time::Instant::now(),
             links: Links::new(nl, jobs),
             insts: Instances::default(),
@@ -166,6 +166,7 @@ impl Daemon {
                 reload_failures: 0,
                 interface_discards: RxError::ALL.iter().map(|r| (r.name().to_string(), 0)).collect(),
                 control_errors,
+                clients,
             },
             limiter: LogLimiter {
                 window: Duration::from_secs(10),

@@ -166,7 +166,7 @@ impl Daemon {
     }
 
     pub(super) fn status(&self) -> Status {
-        Status {
+        let mut st = Status {
             router_id: self.cfg.global.router_id.clone(),
             config_file: self.path.clone(),
             uptime_s: self.started.elapsed().as_secs(),
@@ -189,16 +189,13 @@ impl Daemon {
                     router: i.router.status(),
                 })
                 .collect(),
-            virtual_servers: self
-                .balancer
-                .as_ref()
-                .map(|b| {
-                    b.status()
-                        .into_iter()
-                        .filter_map(|v| serde_json::to_value(v).ok())
-                        .collect()
-                })
-                .unwrap_or_default(),
+            virtual_servers: self.balancer.as_ref().map(|b| b.status()).unwrap_or_default(),
+            ..Status::default()
+        };
+        st.set_control_clients(self.stats.clients.control.snapshot());
+        if let Some(m) = &self.stats.clients.metrics {
+            st.set_metrics_clients(m.snapshot());
         }
+        st
     }
 }

@@ -21,13 +21,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Mutex;
 
 use arc_swap::ArcSwap;
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::balance::{self, BackendStatus, LbAlgo, TableHandle};
+use crate::balance::{self, TableHandle};
 use crate::check;
 use crate::clock::Clock;
-use crate::config::{Protocol, VirtualServer};
+use crate::config::VirtualServer;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProxyError(pub String);
@@ -40,21 +39,7 @@ impl std::fmt::Display for ProxyError {
 
 impl std::error::Error for ProxyError {}
 
-/// One virtual server as `vipctl status` shows it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct VirtualServerStatus {
-    pub name: String,
-    pub listen: SocketAddr,
-    pub protocol: Protocol,
-    pub lb_algo: LbAlgo,
-    pub vrrp_instance: Option<String>,
-    /// Listening and accepting right now (the tied instance is master).
-    pub serving: bool,
-    pub active_connections: u64,
-    /// Connections refused at max_connections, or with no backend available.
-    pub rejected_connections: u64,
-    pub backends: Vec<BackendStatus>,
-}
+pub use crate::control::proto::VirtualServerStatus;
 
 /// State shared between a virtual server's tasks.
 pub(crate) struct Shared {

@@ -1,0 +1,144 @@
+//! The status contract: the JSON `vipctl status --json` and the metrics read is
+//! pinned field by field (`tests/control/status.json`), and so are the text of
+//! `vipctl status` and the metrics page rendered from it. A renamed, removed or
+//! added field fails here. After an intended change: `VIPD_BLESS=1 cargo test
+//! --test control_status` rewrites the expected files; review their diff.
+
+#[path = "control/support.rs"]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+use support::{fake_daemon, sample_status, TempDir};
+use vipd::control::{self, metrics, Status};
+
+fn expected(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/control").join(name)
+}
+
+/// Compare `actual` with the checked-in file (or rewrite it under VIPD_BLESS=1).
+fn check_pinned(name: &str, actual: &str) {
+    let path = expected(name);
+    if std::env::var_os("VIPD_BLESS").is_some() {
+        std::fs::write(&path, actual).expect("write expected file");
+        return;
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    if want != actual {
+        let first = want
+            .lines()
+            .zip(actual.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(want.lines().count().min(actual.lines().count()));
+        panic!(
+            "{} differs from the output at line {}:\n  expected: {:?}\n  actual:   {:?}\nfull output:\n{actual}",
+            path.display(),
+            first + 1,
+            want.lines().nth(first),
+            actual.lines().nth(first)
+        );
+    }
+}
+
+/// Every JSON path (a.b[0].c) whose value differs between the two, for a readable failure.
+fn diff_paths(at: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            for k in x.keys().chain(y.keys().filter(|k| !x.contains_key(*k))) {
+                let (va, vb) = (x.get(k).unwrap_or(&Value::Null), y.get(k).unwrap_or(&Value::Null));
+                if !x.contains_key(k) || !y.contains_key(k) {
+                    out.push(format!("{at}.{k}: present in only one"));
+                } else {
+                    diff_paths(&format!("{at}.{k}"), va, vb, out);
+                }
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (va, vb)) in x.iter().zip(y).enumerate() {
+                diff_paths(&format!("{at}[{i}]"), va, vb, out);
+            }
+        }
+        _ if a != b => out.push(format!("{at}: {a} != {b}")),
+        _ => {}
+    }
+}
+
+#[test]
+fn status_json_shape_is_pinned() {
+    let actual = serde_json::to_value(sample_status()).unwrap();
+    if std::env::var_os("VIPD_BLESS").is_some() {
+        // Written in field order, compared as JSON values (order-free).
+        let text = serde_json::to_string_pretty(&sample_status()).unwrap() + "\n";
+        return check_pinned("status.json", &text);
+    }
+    let path = expected("status.json");
+    let want: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut diffs = Vec::new();
+    diff_paths("status", &want, &actual, &mut diffs);
+    assert!(diffs.is_empty(), "{} vs Status:\n{}", path.display(), diffs.join("\n"));
+}
+
+#[test]
+fn pinned_json_reads_back_into_the_same_status() {
+    let text = std::fs::read_to_string(expected("status.json")).unwrap();
+    let st: Status = serde_json::from_str(&text).unwrap();
+    assert_eq!(st, sample_status());
+    // And writing it again gives the same document (no field dropped or added).
+    let again = serde_json::to_value(&st).unwrap();
+    assert_eq!(again, serde_json::from_str::<Value>(&text).unwrap());
+}
+
+#[test]
+fn metrics_page_is_pinned() {
+    check_pinned("metrics.txt", &metrics::render(&sample_status()));
+}
+
+/// Run vipctl against a control socket served by a stand-in daemon.
+async fn vipctl(args: &[&str]) -> std::process::Output {
+    let dir = TempDir::new("ctl-status");
+    let sock = dir.path().join("vipd.sock");
+    let listener = control::bind(&sock).unwrap();
+    let server = tokio::spawn(control::serve(
+        listener,
+        fake_daemon(sample_status()),
+        Default::default(),
+    ));
+    let mut argv: Vec<String> = vec![
+        "--socket".into(),
+        sock.display().to_string(),
+        "--timeout".into(),
+        "10".into(),
+    ];
+    argv.extend(args.iter().map(|a| a.to_string()));
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_vipctl"))
+            .args(&argv)
+            .output(),
+    )
+    .await
+    .expect("vipctl finishes")
+    .expect("run vipctl");
+    server.abort();
+    assert!(
+        out.status.success(),
+        "vipctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[tokio::test]
+async fn vipctl_status_text_is_pinned() {
+    let out = vipctl(&["status"]).await;
+    check_pinned("status.txt", &String::from_utf8(out.stdout).unwrap());
+}
+
+#[tokio::test]
+async fn vipctl_status_json_is_the_status() {
+    let out = vipctl(&["status", "--json"]).await;
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got, serde_json::to_value(sample_status()).unwrap());
+}
