@@ -135,38 +135,44 @@ impl Drop for Ticket {
     }
 }
 
-/// Turn away a client at once: read what it already sent (so closing does not
-/// reset the connection and lose the answer), write `answer` if the socket
-/// takes it now, close. Never waits: the accept loop calls it.
-pub(crate) fn refuse<S: TryIo>(s: S, answer: &[u8]) {
-    let mut sink = [0u8; 4096];
-    for _ in 0..4 {
-        if !matches!(s.try_read(&mut sink), Ok(n) if n > 0) {
-            break;
-        }
-    }
+/// Turn away a client at once: write `answer` if the socket takes it now,
+/// then keep the socket open until the client closes or 250 ms pass, reading
+/// and discarding what it sends, so that a request written after our answer
+/// neither fails (EPIPE) nor resets the connection and loses the answer. The
+/// accept loop never waits: the lingering runs in its own short task.
+pub(crate) fn refuse<S>(s: S, answer: &[u8])
+where
+    S: TryIo + tokio::io::AsyncRead + Unpin + Send + 'static,
+{
     let _ = s.try_write(answer);
+    tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let mut s = s;
+        let mut sink = [0u8; 4096];
+        let drain = async {
+            for _ in 0..64 {
+                match s.read(&mut sink).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(250), drain).await;
+    });
 }
 
 /// The non-blocking calls [`refuse`] needs, for TCP and unix streams.
 pub(crate) trait TryIo {
-    fn try_read(&self, buf: &mut [u8]) -> std::io::Result<usize>;
     fn try_write(&self, buf: &[u8]) -> std::io::Result<usize>;
 }
 
 impl TryIo for tokio::net::TcpStream {
-    fn try_read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
-        tokio::net::TcpStream::try_read(self, buf)
-    }
     fn try_write(&self, buf: &[u8]) -> std::io::Result<usize> {
         tokio::net::TcpStream::try_write(self, buf)
     }
 }
 
 impl TryIo for tokio::net::UnixStream {
-    fn try_read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
-        tokio::net::UnixStream::try_read(self, buf)
-    }
     fn try_write(&self, buf: &[u8]) -> std::io::Result<usize> {
         tokio::net::UnixStream::try_write(self, buf)
     }
