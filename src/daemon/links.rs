@@ -14,7 +14,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
-use super::facts::{plan_vips, source_for, tracked_priority};
+use super::facts::{plan_vips, source_for, tracked_priority, VipPlan};
+use super::instances::VipBook;
 use super::{Daemon, Event};
 use crate::net::announce::PacketSender;
 use crate::net::netlink::{read_facts, IfFacts, Netlink};
@@ -216,6 +217,55 @@ async fn reader(sock: Arc<VrrpSocket>, ifname: String, family: Family, tx: mpsc:
         if tx.send(ev).is_err() {
             return;
         }
+    }
+}
+
+impl VipBook {
+    /// Record a plan and return the netlink jobs it needs, (address, prefix,
+    /// add), skipping addresses with a request in flight. Counts a VIP that
+    /// would not go and one removed behind our back (EX2, announced again).
+    fn book(
+        &mut self,
+        plan: &VipPlan,
+        want: &BTreeMap<IpAddr, u8>,
+        have: &BTreeMap<IpAddr, u8>,
+        name: &str,
+        repeat: u32,
+    ) -> Vec<(IpAddr, u8, bool)> {
+        for ip in &plan.forget {
+            self.owned.remove(ip);
+            self.confirmed.remove(ip);
+            self.removed.remove(ip);
+        }
+        for ip in &plan.present {
+            self.owned.entry(*ip).or_insert(want[ip]);
+            self.confirmed.insert(*ip);
+        }
+        let mut jobs = Vec::new();
+        for &(ip, prefix) in &plan.del {
+            if self.inflight.contains_key(&ip) {
+                continue;
+            }
+            if self.removed.contains(&ip) && !want.contains_key(&ip) {
+                self.remove_failures += 1;
+                self.last_error = Some(format!("VIP {ip}/{prefix} still present after its removal"));
+                warn!("{name}: VIP {ip}/{prefix} would not go; removing again");
+            }
+            jobs.push((ip, prefix, false));
+        }
+        for &(ip, prefix) in &plan.add {
+            if self.inflight.contains_key(&ip) && !plan.del.iter().any(|d| d.0 == ip) {
+                continue;
+            }
+            if self.confirmed.contains(&ip) && !have.contains_key(&ip) {
+                self.readded += 1;
+                self.announce = Some(self.announce.unwrap_or(0).max(repeat));
+                warn!("{name}: VIP {ip}/{prefix} was removed behind our back; re-adding");
+            }
+            self.owned.insert(ip, prefix);
+            jobs.push((ip, prefix, true));
+        }
+        jobs
     }
 }
 
@@ -470,46 +520,8 @@ impl Daemon {
         }
         x.vips.retry_at = None;
         let plan = plan_vips(&want, &x.vips.owned, &facts.addrs);
+        let jobs = x.vips.book(&plan, &want, &facts.addrs, &x.cfg.name, repeat);
         let b = &mut x.vips;
-        for ip in &plan.forget {
-            b.owned.remove(ip);
-            b.confirmed.remove(ip);
-            b.removed.remove(ip);
-        }
-        for ip in &plan.present {
-            b.owned.entry(*ip).or_insert(want[ip]);
-            b.confirmed.insert(*ip);
-        }
-        let mut jobs = Vec::new();
-        for &(ip, prefix) in &plan.del {
-            if b.inflight.contains_key(&ip) {
-                continue;
-            }
-            if b.removed.contains(&ip) && !want.contains_key(&ip) {
-                b.remove_failures += 1;
-                b.last_error = Some(format!(
-                    "VIP {ip}/{prefix} still on {} after its removal",
-                    x.cfg.interface
-                ));
-                warn!("{}: VIP {ip}/{prefix} would not go; removing again", x.cfg.name);
-            }
-            jobs.push((ip, prefix, false));
-        }
-        for &(ip, prefix) in &plan.add {
-            if b.inflight.contains_key(&ip) && !plan.del.iter().any(|d| d.0 == ip) {
-                continue;
-            }
-            if b.confirmed.contains(&ip) && !facts.addrs.contains_key(&ip) {
-                b.readded += 1;
-                b.announce = Some(b.announce.unwrap_or(0).max(repeat));
-                warn!(
-                    "{}: VIP {ip}/{prefix} was removed behind our back; re-adding",
-                    x.cfg.name
-                );
-            }
-            b.owned.insert(ip, prefix);
-            jobs.push((ip, prefix, true));
-        }
         for (ip, prefix, add) in jobs {
             *b.inflight.entry(ip).or_insert(0) += 1;
             let _ = self.links.jobs.send(Job::Vip {
