@@ -97,6 +97,24 @@ fn vrrp_instance_values_out_of_range() {
         &["advert_int", "whole seconds"],
     );
     bad(&v("garp_master_repeat", "0"), 5, &["garp_master_repeat", "1..=100"]);
+    bad(
+        &v("allowed_peers", "[\"192.0.2.1\", \"peer-2\"]"),
+        5,
+        &["vrrp_instance.VI_1.allowed_peers", "not an IP address"],
+    );
+    bad(
+        &v("allowed_peers", "[\"2001:db8::1\"]"),
+        5,
+        &["allowed_peers", "address family"],
+    );
+    let ok = vipd::config::parse(&v("allowed_peers", "[\"192.0.2.1\", \"192.0.2.2\"]"), "t.toml").expect("valid");
+    assert_eq!(
+        ok.instances[0].router.allowed_peers,
+        vec![
+            "192.0.2.1".parse::<std::net::IpAddr>().unwrap(),
+            "192.0.2.2".parse().unwrap()
+        ]
+    );
 }
 
 #[test]
