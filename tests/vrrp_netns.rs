@@ -774,3 +774,32 @@ fn poll_until_ok(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Issue 8, hostile peers: with `allowed_peers`, adverts of a stranger (even
+/// at a higher priority) are discarded and counted; the allowed master stays.
+#[test]
+fn adverts_from_peers_not_allowed_are_discarded_and_counted__RX14() {
+    let _g = netns_lock();
+    let mut f = front("allow", 3, false);
+    let allowed = "allowed_peers = [\"192.0.2.1\", \"192.0.2.2\"]";
+    f.write_cfg("fe1", &v3(150, allowed));
+    f.write_cfg("fe2", &v3(100, allowed));
+    f.start("fe1");
+    f.start("fe2");
+    f.wait_single_holder(VIP, "fe1", Duration::from_secs(10));
+    // The stranger claims mastership at a higher priority.
+    f.write_cfg("fe3", &v3(200, ""));
+    f.start("fe3");
+    let (st, _) = poll_until(
+        "fe1 counts the stranger's adverts",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || {
+            let st = f.status("fe1")?;
+            (st["instances"][0]["counters"]["discards"]["peer_not_allowed"].as_u64()? >= 5).then_some(st)
+        },
+    );
+    assert_eq!(st["instances"][0]["state"], "master", "fe1 must ignore the stranger");
+    assert_eq!(f.state("fe2").as_deref(), Some("backup"));
+    assert_eq!(f.wait_status("fe2")["instances"][0]["master_addr"], "192.0.2.1");
+}
