@@ -99,8 +99,10 @@ impl Daemon {
     pub(super) async fn add_instance(&mut self, inst: Instance, startup_cleanup: bool) {
         if startup_cleanup {
             if let Some(f) = self.links.facts(&inst.interface).cloned() {
+                let mut removed = false;
                 for net in &inst.vips {
                     if let Some(&prefix) = f.addrs.get(&net.ip()) {
+                        removed = true;
                         info!(
                             "{}: removing stale VIP {}/{prefix} left by an earlier run",
                             inst.name,
@@ -111,7 +113,9 @@ impl Daemon {
                         }
                     }
                 }
-                self.refresh_now().await;
+                if removed {
+                    self.refresh_now().await;
+                }
             }
         }
         let link_up = self.links.is_up(&inst.interface);
