@@ -115,4 +115,6 @@ pub struct Server {
     pub idle_timeout: Option<Spanned<NumOrStr>>,
     pub max_connections: Option<Spanned<i64>>,
     pub retries: Option<Spanned<i64>>,
+    pub udp_max_flows: Option<Spanned<i64>>,
+    pub udp_rcvbuf: Option<Spanned<i64>>,
 }

@@ -45,7 +45,16 @@ pub struct VirtualServer {
     pub max_connections: Option<u32>,
     /// Redispatch attempts on a failed connect.
     pub retries: u32,
+    /// UDP: most client flows (one socket each) before the LRU one is evicted.
+    pub udp_max_flows: u32,
+    /// UDP: receive buffer of the VIP socket, bytes.
+    pub udp_rcvbuf: u32,
 }
+
+/// Default `udp_max_flows`: fds and memory stay bounded (one socket per flow).
+pub const DEFAULT_UDP_MAX_FLOWS: u32 = 8192;
+/// Default `udp_rcvbuf`: absorbs bursts at line rate between two reads.
+pub const DEFAULT_UDP_RCVBUF: u32 = 4 << 20;
 
 /// The dotted key of a field of virtual server `name`.
 fn keys(name: &str) -> impl Fn(&str) -> String + '_ {
@@ -96,6 +105,15 @@ impl Cx<'_> {
             None => 3,
             Some(m) => self.int_in(m, &k("retries"), 0, 100, "")? as u32,
         };
+        // UDP keys (ignored by TCP virtual servers).
+        let udp_max_flows = match &r.udp_max_flows {
+            None => DEFAULT_UDP_MAX_FLOWS,
+            Some(m) => self.int_in(m, &k("udp_max_flows"), 16, 1_000_000, " (one socket per flow)")? as u32,
+        };
+        let udp_rcvbuf = match &r.udp_rcvbuf {
+            None => DEFAULT_UDP_RCVBUF,
+            Some(m) => self.int_in(m, &k("udp_rcvbuf"), 4096, 1 << 30, " bytes")? as u32,
+        };
         Ok(VirtualServer {
             name: name.to_string(),
             listen,
@@ -108,6 +126,8 @@ impl Cx<'_> {
             idle_timeout,
             max_connections,
             retries,
+            udp_max_flows,
+            udp_rcvbuf,
         })
     }
 

@@ -27,6 +27,7 @@ pub fn render(st: &Status) -> String {
     render_daemon(&mut o, st);
     render_vrrp(&mut o, st);
     render_backends(&mut o, &st.virtual_servers);
+    render_udp(&mut o, &st.virtual_servers);
     render_endpoints(&mut o, st);
     o
 }
@@ -107,6 +108,31 @@ fn render_backends(o: &mut String, vss: &[VirtualServerStatus]) {
     for vs in vss {
         for b in &vs.backends {
             render_backend(o, &vs.name, b);
+        }
+    }
+}
+
+/// UDP drop counters per virtual server (f-udp).
+fn render_udp(o: &mut String, vss: &[VirtualServerStatus]) {
+    let udp: Vec<&VirtualServerStatus> = vss
+        .iter()
+        .filter(|v| v.protocol == crate::config::Protocol::Udp)
+        .collect();
+    for key in [
+        "udp_dropped_no_backend",
+        "udp_kernel_drops",
+        "udp_send_errors",
+        "udp_flows_evicted",
+    ] {
+        let _ = writeln!(o, "# TYPE vipd_{key}_total counter");
+        for vs in &udp {
+            let n = match key {
+                "udp_dropped_no_backend" => vs.udp_dropped_no_backend,
+                "udp_kernel_drops" => vs.udp_kernel_drops,
+                "udp_send_errors" => vs.udp_send_errors,
+                _ => vs.udp_flows_evicted,
+            };
+            let _ = writeln!(o, "vipd_{key}_total{{virtual_server=\"{}\"}} {n}", vs.name);
         }
     }
 }

@@ -159,6 +159,18 @@ pub struct VirtualServerStatus {
     /// Connections refused at max_connections, or with no backend available.
     pub rejected_connections: u64,
     pub backends: Vec<BackendStatus>,
+    // UDP virtual servers (0 for TCP): datagrams dropped with no backend
+    // available, dropped by the kernel on the VIP socket (receive queue
+    // full), not sent to a backend or back to a client; flows evicted at
+    // `udp_max_flows`.
+    #[serde(default)]
+    pub udp_dropped_no_backend: u64,
+    #[serde(default)]
+    pub udp_kernel_drops: u64,
+    #[serde(default)]
+    pub udp_send_errors: u64,
+    #[serde(default)]
+    pub udp_flows_evicted: u64,
 }
 
 /// Clients of one endpoint (control socket or metrics) turned away or cut off.

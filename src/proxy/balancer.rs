@@ -133,6 +133,7 @@ impl Balancer {
             rejected: AtomicU64::new(0),
             close_all: watch::channel(0).0,
             close_backend: Mutex::new(HashMap::new()),
+            udp: udp::UdpCounters::default(),
         });
         let master = master_rx(vs, mastership)?;
         let checker = vs
@@ -147,13 +148,14 @@ impl Balancer {
                 .enumerate()
                 .map(|(i, h)| h.spawn(tcp::serve(shared.clone(), master.clone(), i)))
                 .collect(),
-            Protocol::Udp => self
-                .workers
-                .handles
-                .iter()
-                .take(1)
-                .map(|h| h.spawn(udp::serve(shared.clone(), master.clone())))
-                .collect(),
+            Protocol::Udp => {
+                let n = self.workers.handles.len();
+                self.workers
+                    .handles
+                    .iter()
+                    .map(|h| h.spawn(udp::serve(shared.clone(), master.clone(), n)))
+                    .collect()
+            }
         };
         info!(
             "virtual_server {}: {:?} {} ({} backends)",
@@ -185,6 +187,10 @@ impl Balancer {
                     active_connections: vs.shared.active.load(Ordering::Relaxed),
                     rejected_connections: vs.shared.rejected.load(Ordering::Relaxed),
                     backends: vs.shared.table.status(),
+                    udp_dropped_no_backend: vs.shared.udp.no_backend.load(Ordering::Relaxed),
+                    udp_kernel_drops: vs.shared.udp.kernel_drops.load(Ordering::Relaxed),
+                    udp_send_errors: vs.shared.udp.send_errors.load(Ordering::Relaxed),
+                    udp_flows_evicted: vs.shared.udp.flows_evicted.load(Ordering::Relaxed),
                 }
             })
             .collect()

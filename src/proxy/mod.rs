@@ -12,6 +12,7 @@ mod balancer;
 mod relay;
 mod tcp;
 mod udp;
+mod udp_flows;
 
 pub use balancer::Balancer;
 
@@ -53,6 +54,8 @@ pub(crate) struct Shared {
     pub close_all: watch::Sender<u64>,
     /// Bumped per backend to close its connections (maint).
     pub close_backend: Mutex<HashMap<SocketAddr, watch::Sender<u64>>>,
+    /// UDP drop and eviction counters.
+    pub udp: udp::UdpCounters,
 }
 
 impl Shared {
@@ -92,17 +95,21 @@ pub(crate) async fn lost_master(master: &mut Option<watch::Receiver<bool>>) {
     }
 }
 
-/// A listening socket with SO_REUSEADDR (SO_REUSEPORT for TCP) and IP_FREEBIND (binds before the VIP exists).
+/// A listening socket with IP_FREEBIND (binds before the VIP exists) and
+/// SO_REUSEPORT (one socket per data-plane worker; the kernel only lets
+/// sockets of the same user join). TCP also gets SO_REUSEADDR; UDP does not:
+/// it would let any local user bind the same VIP port and take datagrams.
 pub(crate) fn freebind_socket(addr: SocketAddr, ty: socket2::Type) -> std::io::Result<socket2::Socket> {
     use socket2::{Domain, Protocol as P, Socket};
     let domain = if addr.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
     let proto = if ty == socket2::Type::STREAM { P::TCP } else { P::UDP };
     let s = Socket::new(domain, ty, Some(proto))?;
-    s.set_reuse_address(true)?;
     if ty == socket2::Type::STREAM {
-        // One listener per data-plane worker; the kernel spreads connections.
-        s.set_reuse_port(true)?;
+        s.set_reuse_address(true)?;
     }
+    // One socket per data-plane worker; the kernel spreads connections (and
+    // UDP flows, by their addresses, so a flow stays on one worker).
+    s.set_reuse_port(true)?;
     if addr.is_ipv4() {
         s.set_freebind_v4(true)?;
     } else {

@@ -203,6 +203,10 @@ pub fn sample_status() -> Status {
                 None,
             ),
         ],
+        udp_dropped_no_backend: 0,
+        udp_kernel_drops: 0,
+        udp_send_errors: 0,
+        udp_flows_evicted: 0,
     };
     let udp = VirtualServerStatus {
         name: "syslog".into(),
@@ -223,6 +227,10 @@ pub fn sample_status() -> Status {
             Some((true, "ok", 5)),
             Some(("up", 5)),
         )],
+        udp_dropped_no_backend: 11,
+        udp_kernel_drops: 12,
+        udp_send_errors: 13,
+        udp_flows_evicted: 14,
     };
     Status {
         // Not the crate version: the pinned file must not change with each release.
