@@ -288,6 +288,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, mut master: Option<watch::Receive
             kdrops_seen: 0,
             active: 0,
             ended: mpsc::unbounded_channel(),
+            shared: shared.clone(),
         };
         let mut close_all = shared.close_all.subscribe();
         let mut sweep = tokio::time::interval(Duration::from_millis(500));
@@ -369,6 +370,17 @@ struct Serve {
     active: u64,
     /// Flows whose reply task ended: (client, token).
     ended: (mpsc::UnboundedSender<Ended>, mpsc::UnboundedReceiver<Ended>),
+    /// To take this worker's flows out of `shared.active` when the serve
+    /// task is aborted (shutdown waits for active flows to reach 0).
+    shared: Arc<Shared>,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        self.flows.drain_all();
+        let shared = self.shared.clone();
+        self.report_active(&shared);
+    }
 }
 
 impl Serve {
