@@ -12,7 +12,6 @@ const VIPD: &str = env!("CARGO_BIN_EXE_vipd");
 const SEED: &str = "15";
 
 #[test]
-#[ignore = "fails on main: own-address loss leaves two holders, prefix change and VIP removal by reload leave stale VIPs (issue 8 items 3-5)"]
 fn chaos_60s_fixed_seed_keeps_the_invariants() {
     let _lock = netns_lock();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/chaos");
