@@ -350,6 +350,7 @@ golden_cases! {
     SM10_equal_priority_higher_address,
     SM10_higher_priority_makes_master_backup,
     SM11_lower_priority_reassert,
+    SM11_lower_priority_reannounce_once_per_interval,
     SM12_shutdown_backup,
     SM12_shutdown_master_sends_priority_zero,
     SM13_backup_never_adds_vips,

@@ -27,6 +27,11 @@ pub struct Counters {
     /// Priority-255 adverts from a source that is not one of our VIPs.
     #[serde(default)]
     pub foreign_owner_adverts: u64,
+    /// Lower-priority adverts heard as master (a healed split brain) that
+    /// made us re-announce our VIPs (gratuitous ARP / NA), at most once per
+    /// advert interval, so clients leave the stepped-down node's MAC.
+    #[serde(default)]
+    pub lower_priority_reannounced: u64,
     /// Per `RxError::name()`; every reason present (0 if never seen).
     pub discards: BTreeMap<String, u64>,
 }
@@ -81,6 +86,8 @@ pub struct Router {
     preempt_deadline: Option<Instant>,
     /// Second GARP/NA burst (EX3).
     garp_timer: Option<Instant>,
+    /// Last re-announcement after a lower-priority advert (SM11).
+    lower_prio_announced_at: Option<Instant>,
     master_addr: Option<IpAddr>,
     master_priority: Option<u8>,
     master_heard_at: Option<Instant>,
@@ -110,6 +117,7 @@ impl Router {
             master_down_timer: None,
             preempt_deadline: None,
             garp_timer: None,
+            lower_prio_announced_at: None,
             master_addr: None,
             master_priority: None,
             master_heard_at: None,
@@ -427,6 +435,20 @@ impl Router {
             // SM11 (RFC 9568): reassert at once.
             self.advert_timer = Some(now + self.my_interval());
             out.push(self.advert(self.priority));
+            // Another master means clients may have learnt its MAC for our
+            // VIPs (a healed partition): announce again, as keepalived's
+            // garp_lower_prio_repeat does, at most once per advert interval.
+            if self
+                .lower_prio_announced_at
+                .is_none_or(|t| now >= t + self.my_interval())
+            {
+                self.lower_prio_announced_at = Some(now);
+                self.counters.lower_priority_reannounced += 1;
+                out.push(Action::Announce {
+                    vips: self.cfg.vips.clone(),
+                    count: self.cfg.garp_master_repeat,
+                });
+            }
         }
     }
 
@@ -537,6 +559,7 @@ impl Router {
             return out;
         }
         self.advert_timer = None;
+        self.lower_prio_announced_at = None;
         self.master_down_timer = None;
         self.garp_timer = None;
         if to != State::Backup {

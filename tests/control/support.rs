@@ -133,6 +133,7 @@ pub fn sample_status() -> Status {
                 became_master: 1,
                 address_list_mismatch: 5,
                 foreign_owner_adverts: 1,
+                lower_priority_reannounced: 2,
                 discards: discards(&[("bad_checksum", 0), ("bad_ttl", 4), ("wrong_vrid", 2)]),
             },
         },
