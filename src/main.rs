@@ -56,6 +56,11 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
+    // First: the fd budget every cap is derived from (systemd's soft limit is 1024).
+    match vipd::proxy::limits::raise_nofile_limit() {
+        Ok((soft, hard)) => tracing::info!("fd limit: soft {soft}, hard {hard}"),
+        Err(e) => tracing::warn!("cannot raise the fd limit: {e}"),
+    }
     // The VRRP event loop, health checks and the control socket share one
     // thread; the balancer's data plane runs on its own per-core threads.
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -4,7 +4,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use vipd::balance::{
-    Admin, BackendId, BackendSpec, Group, Health, HealthPolicy, LbAlgo, Table, TableError, TableHandle, TableSpec,
+    Admin, BackendId, BackendSpec, Group, Health, HealthPolicy, LbAlgo, PassivePolicy, Table, TableError, TableHandle,
+    TableSpec,
 };
 use vipd::time::Instant;
 
@@ -276,7 +277,7 @@ fn no_check_means_up_at_once_and_passive_failures_only_count() {
 }
 
 #[test]
-fn passive_failure_ejects_at_once_and_counts() {
+fn passive_failures_eject_after_the_limit_within_the_window_and_count() {
     let mut t = Table::new(
         spec(LbAlgo::Rr, Some(HealthPolicy { rise: 2, fall: 3 }), weighted(&[1, 1])),
         T0,
@@ -285,13 +286,57 @@ fn passive_failure_ejects_at_once_and_counts() {
     up_all(&mut t);
     up_all(&mut t);
     let a = t.id_of(addr(1)).unwrap();
-    let ev = t.passive_failure(a, "connection refused", Instant(7)).unwrap();
+    let ms = |x: u64| Instant(x * 1_000);
+    // Default limit = fall (3) within 10 s: two failures leave it in.
+    assert!(t.passive_failure(a, "connection refused", ms(1_000)).is_none());
+    assert!(t.passive_failure(a, "connection refused", ms(2_000)).is_none());
+    assert_eq!(t.health(a), Some(Health::Up));
+    // The first one ages out of the window: still two.
+    assert!(t.passive_failure(a, "connection refused", ms(11_500)).is_none());
+    assert_eq!(t.health(a), Some(Health::Up));
+    let ev = t.passive_failure(a, "connection refused", ms(11_900)).unwrap();
     assert_eq!(
         (ev.to, ev.reason.as_str()),
-        (Health::Down, "passive failure: connection refused")
+        (Health::Down, "passive failure (3 recent): connection refused")
     );
     assert!(picks(&t, 4).iter().all(|x| *x == addr(2)));
-    assert_eq!(t.status()[0].failed_connects, 1);
+    assert_eq!(t.status()[0].failed_connects, 4);
+}
+
+#[test]
+fn passive_ejection_stops_at_max_ejection_percent_and_keeps_serving_from_all() {
+    let mut t = Table::new(spec(LbAlgo::Rr, Some(P11), weighted(&[1, 1, 1])), T0).unwrap();
+    up_all(&mut t);
+    t.set_passive_policy(PassivePolicy {
+        error_limit: Some(1),
+        ..PassivePolicy::default()
+    });
+    let ids: Vec<BackendId> = (1..=3).map(|i| t.id_of(addr(i)).unwrap()).collect();
+    // Every backend looks bad at once (a fault on our side of the network):
+    // one of three may go (33 % <= 50 %), the others stay.
+    assert!(t.passive_failure(ids[0], "connect timeout", Instant(10)).is_some());
+    assert!(t.passive_failure(ids[1], "connect timeout", Instant(11)).is_none());
+    assert!(t.passive_failure(ids[2], "connect timeout", Instant(12)).is_none());
+    assert_eq!(t.ejections_suppressed(), 2);
+    let mut served = picks(&t, 4);
+    served.sort();
+    served.dedup();
+    assert_eq!(served, vec![addr(2), addr(3)]);
+    // A backend the active checks took down counts toward the cap too.
+    t.apply_check(ids[0], true, "ok", Instant(20));
+    t.apply_check(ids[1], false, "refused", Instant(21));
+    assert_eq!(t.health(ids[1]), Some(Health::Down));
+    assert!(t.passive_failure(ids[2], "connect timeout", Instant(22)).is_none());
+    assert_eq!(t.health(ids[2]), Some(Health::Up));
+    // A single backend is never ejected passively (it would leave nothing).
+    let mut one = Table::new(spec(LbAlgo::Rr, Some(P11), weighted(&[1])), T0).unwrap();
+    up_all(&mut one);
+    let id = one.id_of(addr(1)).unwrap();
+    for k in 0..10 {
+        assert!(one.passive_failure(id, "connection refused", Instant(k)).is_none());
+    }
+    assert_eq!(one.health(id), Some(Health::Up));
+    assert_eq!(one.status()[0].failed_connects, 10);
 }
 
 #[test]

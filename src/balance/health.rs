@@ -2,10 +2,59 @@
 //! carries no traffic until it passes `rise` consecutive checks).
 
 use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 use super::{BackendId, Health, HealthPolicy};
-use crate::time::Instant;
+use crate::time::{Instant, Micros};
+
+/// When failures seen by the data plane (a refused or timed-out connect, an
+/// ICMP port unreachable) take a backend out before its checks do.
+///
+/// Defaults: `error_limit` failures within 10 s, where `error_limit` is the
+/// check's `fall` (3 unless configured): a failed connect is the same
+/// evidence as a failed TCP check, so it takes as many to eject, but
+/// passive failures come as fast as clients do, so they must also be recent:
+/// a handful of refusals spread over an hour is noise, not an outage. This is
+/// HAProxy's `observe layer4` with `error-limit` (consecutive errors) turned
+/// into a sliding window, so that interleaved successes on other backends'
+/// connections do not matter. `max_ejection_percent` (Envoy's name; default
+/// 50, so that with the usual 2 to 4 backends one may go) bounds the share
+/// of backends that may be out at once through passive ejection: a
+/// client-side or network-wide fault that makes every backend look bad must
+/// not empty the pool; beyond the cap vipd keeps serving from all and leaves
+/// the verdict to the active checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PassivePolicy {
+    /// Failures within `window` that eject; `None`: the check's `fall`.
+    pub error_limit: Option<u32>,
+    pub window: Micros,
+    /// Most backends (percent of the table, 0..=100) that may be down at once
+    /// when a passive ejection is considered; 0 disables passive ejection.
+    pub max_ejection_percent: u32,
+}
+
+impl Default for PassivePolicy {
+    fn default() -> Self {
+        PassivePolicy {
+            error_limit: None,
+            window: Micros::from_secs(10),
+            max_ejection_percent: 50,
+        }
+    }
+}
+
+impl PassivePolicy {
+    /// The failure count that ejects under check policy `check`.
+    pub fn limit(&self, check: HealthPolicy) -> u32 {
+        self.error_limit.unwrap_or(check.fall).max(1)
+    }
+    /// May one more backend go down when `down` of `total` already are?
+    pub fn may_eject(&self, down: usize, total: usize) -> bool {
+        let pct = u64::from(self.max_ejection_percent.min(100));
+        (down as u64 + 1) * 100 <= pct * total as u64
+    }
+}
 
 /// A health transition, with its cause.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +76,8 @@ pub struct HealthTracker {
     failures: u32,
     last_check: Option<(bool, String, Instant)>,
     last_change: Option<(String, Instant)>,
+    /// Times of recent passive failures (at most `error_limit`, within the window).
+    passive: VecDeque<Instant>,
 }
 
 /// A transition without the backend identity (the table adds it).
@@ -47,6 +98,7 @@ impl HealthTracker {
             failures: 0,
             last_check: None,
             last_change: None,
+            passive: VecDeque::new(),
         };
         if policy.is_none() {
             t.health = Health::Up;
@@ -94,17 +146,39 @@ impl HealthTracker {
         None
     }
 
-    /// A failed connect seen by the data plane: Down at once (the next
-    /// `rise` good checks bring it back). Ignored without a check policy,
-    /// since nothing could ever bring the backend back.
-    pub fn passive_failure(&mut self, policy: Option<HealthPolicy>, detail: &str, now: Instant) -> Option<Transition> {
-        let policy = policy?;
+    /// A failure seen by the data plane. Returns true when it makes
+    /// `error_limit` failures within the window (the table then decides,
+    /// under `max_ejection_percent`, whether to [`eject`](Self::eject)).
+    /// Always false without a check policy: nothing could bring it back.
+    pub fn passive_failure(&mut self, policy: Option<HealthPolicy>, passive: PassivePolicy, now: Instant) -> bool {
+        let Some(policy) = policy else { return false };
+        let limit = passive.limit(policy) as usize;
+        while self
+            .passive
+            .front()
+            .is_some_and(|t| now.since(*t) >= passive.window || self.passive.len() >= limit)
+        {
+            self.passive.pop_front();
+        }
+        self.passive.push_back(now);
+        self.health != Health::Down && self.passive.len() >= limit
+    }
+
+    /// Passive failures counted in the window ending at `now`.
+    pub fn recent_passive_failures(&self, passive: PassivePolicy, now: Instant) -> usize {
+        self.passive.iter().filter(|t| now.since(**t) < passive.window).count()
+    }
+
+    /// Take the backend out after passive failures: Down until `rise` good checks.
+    pub fn eject(&mut self, policy: HealthPolicy, detail: &str, now: Instant) -> Option<Transition> {
+        let n = self.passive.len();
+        self.passive.clear();
         self.successes = 0;
-        self.failures = self.failures.saturating_add(1).max(policy.fall.max(1));
+        self.failures = self.failures.max(policy.fall.max(1));
         if self.health == Health::Down {
             return None;
         }
-        Some(self.change(Health::Down, format!("passive failure: {detail}"), now))
+        Some(self.change(Health::Down, format!("passive failure ({n} recent): {detail}"), now))
     }
 
     /// The check policy changed on reload. Dropping the check makes the
@@ -185,16 +259,31 @@ mod tests {
         assert_eq!((tr.from, tr.to), (Health::Unknown, Health::Down));
     }
 
-    #[test]
-    fn passive_failure_ejects_at_once() {
-        let mut h = HealthTracker::new(Some(P), t(0));
+    const PP: PassivePolicy = PassivePolicy {
+        error_limit: None,
+        window: Micros(10_000_000),
+        max_ejection_percent: 50,
+    };
+
+    fn up(h: &mut HealthTracker) {
         for i in 0..3 {
             h.record(P, true, "ok", t(i));
         }
-        let tr = h.passive_failure(Some(P), "connection refused", t(5)).unwrap();
+        assert_eq!(h.health(), Health::Up);
+    }
+
+    #[test]
+    fn passive_failures_eject_at_fall_within_the_window() {
+        let mut h = HealthTracker::new(Some(P), t(0));
+        up(&mut h);
+        // fall = 2: the second failure within 10 s reaches the limit.
+        assert!(!h.passive_failure(Some(P), PP, t(1_000_000)));
+        assert!(h.passive_failure(Some(P), PP, t(2_000_000)));
+        let tr = h.eject(P, "connection refused", t(2_000_000)).unwrap();
         assert_eq!((tr.from, tr.to), (Health::Up, Health::Down));
-        assert_eq!(tr.reason, "passive failure: connection refused");
-        assert_eq!(h.passive_failure(Some(P), "connection refused", t(6)), None);
+        assert_eq!(tr.reason, "passive failure (2 recent): connection refused");
+        // Already down: no new verdict.
+        assert!(!h.passive_failure(Some(P), PP, t(2_100_000)));
         // needs rise successes to come back
         assert_eq!(h.record(P, true, "ok", t(7)), None);
         assert_eq!(h.record(P, true, "ok", t(8)), None);
@@ -202,11 +291,44 @@ mod tests {
     }
 
     #[test]
-    fn without_check_up_at_once_and_passive_ignored() {
-        let mut h = HealthTracker::new(None, t(0));
-        assert_eq!(h.health(), Health::Up);
-        assert_eq!(h.passive_failure(None, "connection refused", t(1)), None);
-        assert_eq!(h.health(), Health::Up);
+    fn passive_failures_spread_beyond_the_window_never_eject() {
+        let mut h = HealthTracker::new(Some(P), t(0));
+        up(&mut h);
+        let pp = PassivePolicy {
+            error_limit: Some(3),
+            ..PP
+        };
+        // One failure every 6 s: never 3 within 10 s.
+        for i in 1..=20u64 {
+            assert!(!h.passive_failure(Some(P), pp, t(i * 6_000_000)), "failure {i}");
+        }
+        assert_eq!(h.recent_passive_failures(pp, t(120_000_000)), 2);
+        // A third within 10 s (114 s, 120 s, 121 s) reaches the limit.
+        assert!(h.passive_failure(Some(P), pp, t(121_000_000)));
+        assert_eq!(h.health(), Health::Up, "the table decides whether to eject");
+    }
+
+    #[test]
+    fn ejection_cap_is_a_share_of_the_table() {
+        let p = PP;
+        // 3 backends, 50 %: one may go (1/3), a second may not (2/3).
+        assert!(p.may_eject(0, 3));
+        assert!(!p.may_eject(1, 3));
+        // A single backend is never ejected passively at 50 %.
+        assert!(!p.may_eject(0, 1));
+        // 2 of 4.
+        assert!(p.may_eject(1, 4));
+        assert!(!p.may_eject(2, 4));
+        let all = PassivePolicy {
+            max_ejection_percent: 100,
+            ..p
+        };
+        assert!(all.may_eject(0, 1) && all.may_eject(2, 3));
+        let off = PassivePolicy {
+            max_ejection_percent: 0,
+            ..p
+        };
+        assert!(!off.may_eject(0, 10));
     }
 
     #[test]

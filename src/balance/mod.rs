@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::SocketAddr;
 
-pub use health::{HealthEvent, HealthTracker};
+pub use health::{HealthEvent, HealthTracker, PassivePolicy};
 pub use snapshot::{Snapshot, SnapshotEntry};
 pub use stats::{BackendStats, ConnGuard};
 pub use table::{BackendStatus, ReconcileReport, Table, TableHandle};

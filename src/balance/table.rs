@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::health::{HealthTracker, Transition};
+use super::health::{HealthTracker, PassivePolicy, Transition};
 use super::{
     Admin, BackendId, BackendSpec, BackendStats, Group, Health, HealthEvent, HealthPolicy, LbAlgo, Snapshot,
     SnapshotEntry, TableError, TableSpec,
@@ -80,6 +80,9 @@ pub struct Table {
     name: String,
     algo: LbAlgo,
     policy: Option<HealthPolicy>,
+    passive: PassivePolicy,
+    /// Passive ejections refused by `max_ejection_percent`.
+    ejections_suppressed: u64,
     backends: Vec<Backend>,
     next_id: u32,
     generation: u64,
@@ -105,6 +108,8 @@ impl Table {
             name: spec.name,
             algo: spec.algo,
             policy: spec.health,
+            passive: PassivePolicy::default(),
+            ejections_suppressed: 0,
             backends: Vec::new(),
             next_id: 0,
             generation: 0,
@@ -215,16 +220,49 @@ impl Table {
         Some(ev)
     }
 
-    /// A failed connect seen by the data plane: counts `failed_connects` and,
-    /// when a check is configured, marks the backend Down at once (checks
-    /// bring it back after `rise` passes). Without a check it only counts.
+    /// A failure seen by the data plane (a connect the backend refused or
+    /// did not answer; never a local error such as EMFILE): counts
+    /// `failed_connects` and, when a check is configured and the backend has
+    /// failed `error_limit` times within the window, marks it Down (checks
+    /// bring it back after `rise` passes) unless that would take more than
+    /// `max_ejection_percent` of the backends out: then it stays in and the
+    /// refusal is counted in [`ejections_suppressed`](Self::ejections_suppressed).
     pub fn passive_failure(&mut self, id: BackendId, detail: &str, now: Instant) -> Option<HealthEvent> {
         let idx = self.backends.iter().position(|b| b.id == id)?;
         self.backends[idx].stats.add_failed_connect();
-        let tr = self.backends[idx].health.passive_failure(self.policy, detail, now)?;
+        let policy = self.policy?;
+        if !self.backends[idx]
+            .health
+            .passive_failure(Some(policy), self.passive, now)
+        {
+            return None;
+        }
+        let down = self
+            .backends
+            .iter()
+            .enumerate()
+            .filter(|(i, b)| *i != idx && b.health.health() == Health::Down)
+            .count();
+        if !self.passive.may_eject(down, self.backends.len()) {
+            self.ejections_suppressed += 1;
+            return None;
+        }
+        let tr = self.backends[idx].health.eject(policy, detail, now)?;
         let ev = self.event(idx, tr, now);
         self.publish();
         Some(ev)
+    }
+
+    /// Set the passive ejection policy (at start and on reload).
+    pub fn set_passive_policy(&mut self, p: PassivePolicy) {
+        self.passive = p;
+    }
+    pub fn passive_policy(&self) -> PassivePolicy {
+        self.passive
+    }
+    /// Passive ejections refused so far because of `max_ejection_percent`.
+    pub fn ejections_suppressed(&self) -> u64 {
+        self.ejections_suppressed
     }
 
     /// Runtime admin change (`vipctl drain`). Drain/Maint stop new
@@ -382,6 +420,9 @@ impl TableHandle {
     }
     pub fn set_admin(&self, address: SocketAddr, admin: Admin) -> Result<(), TableError> {
         self.lock().set_admin(address, admin)
+    }
+    pub fn set_passive_policy(&self, p: PassivePolicy) {
+        self.lock().set_passive_policy(p)
     }
     pub fn set_weight(&self, address: SocketAddr, weight: u32) -> Result<(), TableError> {
         self.lock().set_weight(address, weight)

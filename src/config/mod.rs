@@ -24,8 +24,8 @@ use raw::NumOrStr;
 
 pub use check::{Check, CheckKind};
 pub use instance::{Instance, TrackInterface};
-pub use server::{Admin, LbAlgo, Protocol, RealServer, VirtualServer};
-pub use specs::table_spec;
+pub use server::{Admin, LbAlgo, OnMarkedDown, Protocol, RealServer, StreamLimits, VirtualServer};
+pub use specs::{passive_policy, table_spec};
 
 /// The control socket when `global.control_socket` is not set, and `vipctl`'s default.
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/vipd/vipd.sock";

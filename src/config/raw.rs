@@ -117,4 +117,17 @@ pub struct Server {
     pub retries: Option<Spanned<i64>>,
     pub udp_max_flows: Option<Spanned<i64>>,
     pub udp_rcvbuf: Option<Spanned<i64>>,
+    // TCP data-plane limits (issue 8).
+    pub client_first_byte_timeout: Option<Spanned<NumOrStr>>,
+    pub on_marked_down: Option<Spanned<String>>,
+    pub passive: Option<Spanned<Passive>>,
+}
+
+/// `passive = { error_limit = 3, window = "10s", max_ejection_percent = 50 }`
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Passive {
+    pub error_limit: Option<Spanned<i64>>,
+    pub window: Option<Spanned<NumOrStr>>,
+    pub max_ejection_percent: Option<Spanned<i64>>,
 }

@@ -49,12 +49,94 @@ pub struct VirtualServer {
     pub udp_max_flows: u32,
     /// UDP: receive buffer of the VIP socket, bytes.
     pub udp_rcvbuf: u32,
+    /// TCP data-plane limits (issue 8): see [`StreamLimits`].
+    pub limits: StreamLimits,
 }
 
 /// Default `udp_max_flows`: fds and memory stay bounded (one socket per flow).
 pub const DEFAULT_UDP_MAX_FLOWS: u32 = 8192;
 /// Default `udp_rcvbuf`: absorbs bursts at line rate between two reads.
 pub const DEFAULT_UDP_RCVBUF: u32 = 4 << 20;
+
+// ---- TCP data-plane limits (issue 8): types and parsing in one block ----
+
+/// What a backend's established streams do when its checks mark it down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnMarkedDown {
+    /// Keep them (they end by themselves or at the idle timeout).
+    #[default]
+    None,
+    /// Reset them, so clients reconnect to a healthy backend at once.
+    Shutdown,
+}
+
+/// Per-virtual-server keys of the TCP data plane.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct StreamLimits {
+    /// Connect to the backend only once the client has sent its first byte,
+    /// and close a client silent for this long. `None`: connect at once
+    /// (server-speaks-first protocols such as SMTP need that).
+    pub client_first_byte_timeout: Option<Micros>,
+    pub on_marked_down: OnMarkedDown,
+    /// `passive.error_limit`; `None`: the check's `fall`.
+    pub passive_error_limit: Option<u32>,
+    /// `passive.window`; `None`: 10 s.
+    pub passive_window: Option<Micros>,
+    /// `passive.max_ejection_percent`; `None`: 50.
+    pub max_ejection_percent: Option<u32>,
+}
+
+impl Cx<'_> {
+    fn stream_limits(&self, name: &str, r: &raw::Server) -> R<StreamLimits> {
+        let k = keys(name);
+        let client_first_byte_timeout = match &r.client_first_byte_timeout {
+            None => None,
+            Some(d) => {
+                let x = self.duration(d, &k("client_first_byte_timeout"))?;
+                if x < Micros::from_millis(1) || x > Micros::from_secs(3600) {
+                    return Err(self.err(d, &k("client_first_byte_timeout"), "allowed from 1ms to 1h"));
+                }
+                Some(x)
+            }
+        };
+        let on_marked_down = match r.on_marked_down.as_ref().map(|s| (s, s.get_ref().as_str())) {
+            None | Some((_, "none")) => OnMarkedDown::None,
+            Some((_, "shutdown")) => OnMarkedDown::Shutdown,
+            Some((s, o)) => {
+                return Err(self.err(
+                    s,
+                    &k("on_marked_down"),
+                    format!("{o:?}: allowed \"none\" or \"shutdown\""),
+                ))
+            }
+        };
+        let mut l = StreamLimits {
+            client_first_byte_timeout,
+            on_marked_down,
+            ..StreamLimits::default()
+        };
+        if let Some(p) = &r.passive {
+            let p = p.get_ref();
+            if let Some(v) = &p.error_limit {
+                l.passive_error_limit = Some(self.int_in(v, &k("passive.error_limit"), 1, 1000, "")? as u32);
+            }
+            if let Some(d) = &p.window {
+                let x = self.duration(d, &k("passive.window"))?;
+                if x < Micros::from_millis(10) || x > Micros::from_secs(3600) {
+                    return Err(self.err(d, &k("passive.window"), "allowed from 10ms to 1h"));
+                }
+                l.passive_window = Some(x);
+            }
+            if let Some(v) = &p.max_ejection_percent {
+                l.max_ejection_percent = Some(self.int_in(v, &k("passive.max_ejection_percent"), 0, 100, "")? as u32);
+            }
+        }
+        Ok(l)
+    }
+}
+
+// ---- end of TCP data-plane limits ----
 
 /// The dotted key of a field of virtual server `name`.
 fn keys(name: &str) -> impl Fn(&str) -> String + '_ {
@@ -128,6 +210,7 @@ impl Cx<'_> {
             retries,
             udp_max_flows,
             udp_rcvbuf,
+            limits: self.stream_limits(name, r)?,
         })
     }
 

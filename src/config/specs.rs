@@ -1,10 +1,11 @@
 //! From the validated configuration to the pure cores' specs: a
-//! `virtual_server` block becomes the forwarding table's [`TableSpec`].
+//! `virtual_server` block becomes the forwarding table's [`TableSpec`] and
+//! its passive ejection policy.
 //! (An instance's `vrrp::RouterConfig` and a check's `check::CheckSpec` are
 //! built during validation: they are the config's own types.)
 
 use super::VirtualServer;
-use crate::balance::{BackendSpec, TableSpec};
+use crate::balance::{BackendSpec, PassivePolicy, TableSpec};
 
 /// The pure table's view of a `virtual_server` block.
 pub fn table_spec(vs: &VirtualServer) -> TableSpec {
@@ -23,5 +24,15 @@ pub fn table_spec(vs: &VirtualServer) -> TableSpec {
                 admin: r.admin,
             })
             .collect(),
+    }
+}
+
+/// The table's passive ejection policy from `passive = { ... }`.
+pub fn passive_policy(vs: &VirtualServer) -> PassivePolicy {
+    let d = PassivePolicy::default();
+    PassivePolicy {
+        error_limit: vs.limits.passive_error_limit,
+        window: vs.limits.passive_window.unwrap_or(d.window),
+        max_ejection_percent: vs.limits.max_ejection_percent.unwrap_or(d.max_ejection_percent),
     }
 }

@@ -158,6 +158,12 @@ pub struct VirtualServerStatus {
     pub active_connections: u64,
     /// Connections refused at max_connections, or with no backend available.
     pub rejected_connections: u64,
+    /// TCP: refusals and resets by cause.
+    #[serde(default)]
+    pub streams: StreamCounts,
+    /// Passive ejections refused by `passive.max_ejection_percent`.
+    #[serde(default)]
+    pub passive_ejections_suppressed: u64,
     pub backends: Vec<BackendStatus>,
     // UDP virtual servers (0 for TCP): datagrams dropped with no backend
     // available, dropped by the kernel on the VIP socket (receive queue
@@ -171,6 +177,26 @@ pub struct VirtualServerStatus {
     pub udp_send_errors: u64,
     #[serde(default)]
     pub udp_flows_evicted: u64,
+}
+
+/// Why TCP streams of a virtual server were refused or cut;
+/// `rejected_connections` is the sum of the refusals.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamCounts {
+    /// Refused at `max_connections` or at the process-wide cap from the fd limit.
+    pub rejected_at_cap: u64,
+    /// Refused: no backend eligible, or every attempt failed.
+    pub rejected_no_backend: u64,
+    /// Refused: the connect failed for a local reason (EMFILE, EADDRNOTAVAIL,
+    /// ENOBUFS...); never counted against the backend.
+    pub local_connect_errors: u64,
+    /// Clients shed by accept-and-close while out of file descriptors.
+    pub rejected_fd_exhausted: u64,
+    /// Clients closed for sending nothing within `client_first_byte_timeout`.
+    pub first_byte_timeouts: u64,
+    /// Established streams ended with a RST (mastership lost, maint, backend
+    /// marked down, relay error).
+    pub aborted: u64,
 }
 
 /// Clients of one endpoint (control socket or metrics) turned away or cut off.

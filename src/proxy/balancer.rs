@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use super::{tcp, udp, ProxyError, Shared, VirtualServerStatus};
+use super::{limits, tcp, udp, ProxyError, Shared, VirtualServerStatus};
 use crate::balance::{self, Admin, TableHandle};
 use crate::check;
 use crate::clock::Clock;
@@ -104,6 +104,9 @@ impl Balancer {
         servers: &[VirtualServer],
         mastership: &HashMap<String, watch::Receiver<bool>>,
     ) -> Result<Balancer, ProxyError> {
+        // Fix (and log) the connection budget from the fd limit now, after
+        // main raised it, rather than at the first client.
+        limits::global_cap();
         let mut b = Balancer {
             servers: Vec::new(),
             clock: Clock::new(),
@@ -134,12 +137,14 @@ impl Balancer {
             close_all: watch::channel(0).0,
             close_backend: Mutex::new(HashMap::new()),
             udp: udp::UdpCounters::default(),
+            counts: tcp::Counters::default(),
         });
+        table.set_passive_policy(config::passive_policy(vs));
         let master = master_rx(vs, mastership)?;
         let checker = vs
             .check
             .as_ref()
-            .map(|c| check::spawn_checker(table, c.clone(), self.clock, None));
+            .map(|c| check::spawn_checker(table, c.clone(), self.clock, Some(tcp::marked_down_events(&shared))));
         let listeners = match vs.protocol {
             Protocol::Tcp => self
                 .workers
@@ -177,6 +182,8 @@ impl Balancer {
             .iter()
             .map(|(_, vs)| {
                 let cfg = vs.shared.cfg.load();
+                // Its own statement: the guard must be gone before `status()` locks again.
+                let suppressed = vs.shared.table.lock().ejections_suppressed();
                 VirtualServerStatus {
                     name: cfg.name.clone(),
                     listen: cfg.listen,
@@ -186,6 +193,8 @@ impl Balancer {
                     serving: vs.shared.serving.load(Ordering::Relaxed),
                     active_connections: vs.shared.active.load(Ordering::Relaxed),
                     rejected_connections: vs.shared.rejected.load(Ordering::Relaxed),
+                    streams: vs.shared.counts.snapshot(),
+                    passive_ejections_suppressed: suppressed,
                     backends: vs.shared.table.status(),
                     udp_dropped_no_backend: vs.shared.udp.no_backend.load(Ordering::Relaxed),
                     udp_kernel_drops: vs.shared.udp.kernel_drops.load(Ordering::Relaxed),
@@ -253,11 +262,12 @@ impl Balancer {
                         if let Some(c) = rt.checker.take() {
                             c.abort();
                         }
-                        rt.checker = vs
-                            .check
-                            .as_ref()
-                            .map(|c| check::spawn_checker(rt.shared.table.clone(), c.clone(), self.clock, None));
+                        rt.checker = vs.check.as_ref().map(|c| {
+                            let ev = tcp::marked_down_events(&rt.shared);
+                            check::spawn_checker(rt.shared.table.clone(), c.clone(), self.clock, Some(ev))
+                        });
                     }
+                    rt.shared.table.set_passive_policy(config::passive_policy(vs));
                     rt.shared.cfg.store(Arc::new(vs.clone()));
                     next.push((name, rt));
                 }

@@ -9,6 +9,7 @@
 //! starts, reloads and stops them.
 
 mod balancer;
+pub mod limits;
 mod relay;
 mod tcp;
 mod udp;
@@ -56,6 +57,8 @@ pub(crate) struct Shared {
     pub close_backend: Mutex<HashMap<SocketAddr, watch::Sender<u64>>>,
     /// UDP drop and eviction counters.
     pub udp: udp::UdpCounters,
+    /// TCP refusals and resets by cause (issue 8).
+    pub counts: tcp::Counters,
 }
 
 impl Shared {

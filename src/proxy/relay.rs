@@ -1,7 +1,10 @@
 //! SHELL: the byte relay between a client and its backend connection.
 //!
 //! Both directions run in one task on shared `&TcpStream`s (no split, no
-//! locks). A direction starts by copying through a small buffer; once a read
+//! locks). A direction starts by copying through the worker thread's one
+//! copy buffer, borrowed only between readiness and the write that follows
+//! (an idle stream holds no buffer at all; only bytes the destination
+//! cannot take at once are kept, in a buffer of their exact size); once a read
 //! fills the buffer (a bulk transfer, not request/response traffic) it
 //! switches to splice(2) through a pipe, so the payload never enters user
 //! space (HAProxy's `splice-auto` idea). Short-lived request/response
@@ -9,6 +12,7 @@
 //! ends both; a clean end-of-stream half-closes the other side and the other
 //! direction goes on until it ends too.
 
+use std::cell::RefCell;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,6 +27,14 @@ use crate::balance::BackendStats;
 const COPY_BUF: usize = 16 * 1024;
 /// Pipe capacity asked for once splicing (the kernel default is 64 KiB).
 const PIPE_SIZE: i32 = 256 * 1024;
+/// The fallback copy's buffer (no pipe could be had).
+const BULK_BUF: usize = 4 * COPY_BUF;
+
+thread_local! {
+    /// The data-plane worker's copy buffer: every relay on this thread reads
+    /// into it and writes out of it without an await in between.
+    static BUF: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; BULK_BUF].into_boxed_slice());
+}
 
 /// Which way bytes go, for the per-backend byte counters.
 #[derive(Clone, Copy)]
@@ -118,7 +130,7 @@ async fn one_way(src: &TcpStream, dst: &TcpStream, way: Way<'_>) -> io::Result<(
     // with a larger buffer if no pipe can be had).
     match Pipe::new() {
         Ok(pipe) => splice_loop(src, dst, &pipe, &way).await,
-        Err(_) => copy(src, dst, &way, 4 * COPY_BUF, false).await.map(|_| ()),
+        Err(_) => copy(src, dst, &way, BULK_BUF, false).await.map(|_| ()),
     }
 }
 
@@ -130,8 +142,20 @@ enum Copied {
     Bulk,
 }
 
-/// Copy through a user-space buffer until end of stream, or until a read
-/// fills the buffer if `stop_when_full`.
+/// What one read through the worker's buffer did.
+enum Step {
+    /// Spurious readiness: nothing to read.
+    Again,
+    Eof,
+    /// `n` bytes read; `rest`: the tail the destination did not take at once.
+    Read {
+        n: usize,
+        rest: Option<Vec<u8>>,
+    },
+}
+
+/// Copy through the worker's buffer until end of stream, or until a read
+/// fills `size` bytes if `stop_when_full`.
 async fn copy(
     src: &TcpStream,
     dst: &TcpStream,
@@ -139,19 +163,45 @@ async fn copy(
     size: usize,
     stop_when_full: bool,
 ) -> io::Result<Copied> {
-    let mut buf = vec![0u8; size];
     loop {
         src.readable().await?;
-        let n = match src.try_read(&mut buf) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
+        // No await while the buffer is borrowed: other relays on this
+        // thread use it between our awaits.
+        let step = BUF.with_borrow_mut(|buf| -> io::Result<Step> {
+            let buf = &mut buf[..size.min(BULK_BUF)];
+            let n = match src.try_read(buf) {
+                Ok(0) => return Ok(Step::Eof),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Step::Again),
+                Err(e) => return Err(e),
+            };
+            let mut done = 0;
+            while done < n {
+                match dst.try_write(&buf[done..n]) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(m) => done += m,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(Step::Read {
+                n,
+                rest: (done < n).then(|| buf[done..n].to_vec()),
+            })
+        })?;
+        let n = match step {
+            Step::Again => continue,
+            Step::Eof => {
+                way.end_of_stream(dst)?;
+                return Ok(Copied::Ended);
+            }
+            Step::Read { n, rest } => {
+                if let Some(rest) = rest {
+                    write_all(dst, &rest).await?;
+                }
+                n
+            }
         };
-        if n == 0 {
-            way.end_of_stream(dst)?;
-            return Ok(Copied::Ended);
-        }
-        write_all(dst, &buf[..n]).await?;
         way.moved(n);
         if stop_when_full && n == size {
             return Ok(Copied::Bulk);

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use vipd::balance::{Admin, BackendId, BackendStatus, Health};
 // Where the virtual server's protocol and algorithm types live (config today).
 use vipd::config::{LbAlgo, Protocol};
+use vipd::control::proto::StreamCounts;
 use vipd::control::{Envelope, InstanceStatus, Request, Response, Status, VirtualServerStatus};
 use vipd::time::Instant;
 use vipd::vrrp::router::{Counters, RouterStatus};
@@ -172,6 +173,12 @@ pub fn sample_status() -> Status {
         serving: true,
         active_connections: 7,
         rejected_connections: 1,
+        streams: StreamCounts {
+            rejected_at_cap: 1,
+            aborted: 2,
+            ..StreamCounts::default()
+        },
+        passive_ejections_suppressed: 0,
         backends: vec![
             backend(
                 1,
@@ -218,6 +225,8 @@ pub fn sample_status() -> Status {
         serving: false,
         active_connections: 0,
         rejected_connections: 0,
+        streams: StreamCounts::default(),
+        passive_ejections_suppressed: 0,
         backends: vec![backend(
             4,
             "198.51.100.21:514",
