@@ -197,9 +197,11 @@ async fn handle(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr, _activ
     let mut close_all = shared.close_all.subscribe();
     // Lazy connect: a silent client ties up no backend connection.
     if let Some(t) = cfg.limits.client_first_byte_timeout {
+        let mut one = [0u8; 1];
         tokio::select! {
-            r = tokio::time::timeout(t.to_duration(), client.readable()) => match r {
-                Ok(Ok(())) => {}
+            // peek, not readable(): a new socket may report readiness before any byte.
+            r = tokio::time::timeout(t.to_duration(), client.peek(&mut one)) => match r {
+                Ok(Ok(_)) => {}
                 Ok(Err(_)) => return,
                 Err(_) => {
                     bump(&shared, &shared.counts.first_byte, false);
