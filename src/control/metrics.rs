@@ -28,6 +28,7 @@ pub fn render(st: &Status) -> String {
     render_vrrp(&mut o, st);
     render_backends(&mut o, &st.virtual_servers);
     render_udp(&mut o, &st.virtual_servers);
+    render_tcp(&mut o, &st.virtual_servers);
     render_endpoints(&mut o, st);
     o
 }
@@ -48,6 +49,9 @@ fn render_daemon(o: &mut String, st: &Status) {
         st.reload_failures
     );
 }
+
+/// Reads one counter of an instance.
+type InstanceCounter = fn(&InstanceStatus) -> u64;
 
 /// One line per instance of `metric`, valued by `f`.
 fn per_instance(o: &mut String, metric: &str, insts: &[InstanceStatus], f: impl Fn(&InstanceStatus) -> u64) {
@@ -84,6 +88,24 @@ fn render_vrrp(o: &mut String, st: &Status) {
     per_instance(o, "vipd_vrrp_transitions_total", insts, |i| {
         i.router.counters.transitions
     });
+    let counters: [(&str, InstanceCounter); 6] = [
+        ("vipd_vrrp_vips_readded_total", |i| i.vips_readded),
+        ("vipd_vrrp_vip_add_failures_total", |i| i.vip_add_failures),
+        ("vipd_vrrp_vip_remove_failures_total", |i| i.vip_remove_failures),
+        ("vipd_vrrp_address_list_mismatch_total", |i| {
+            i.router.counters.address_list_mismatch
+        }),
+        ("vipd_vrrp_foreign_owner_adverts_total", |i| {
+            i.router.counters.foreign_owner_adverts
+        }),
+        ("vipd_vrrp_lower_priority_reannounced_total", |i| {
+            i.router.counters.lower_priority_reannounced
+        }),
+    ];
+    for (metric, f) in counters {
+        let _ = writeln!(o, "# TYPE {metric} counter");
+        per_instance(o, metric, insts, f);
+    }
     render_discards(o, st);
 }
 
@@ -134,6 +156,51 @@ fn render_udp(o: &mut String, vss: &[VirtualServerStatus]) {
             };
             let _ = writeln!(o, "vipd_{key}_total{{virtual_server=\"{}\"}} {n}", vs.name);
         }
+    }
+}
+
+/// TCP refusals by cause, aborted streams and suppressed passive ejections
+/// per virtual server.
+fn render_tcp(o: &mut String, vss: &[VirtualServerStatus]) {
+    let tcp: Vec<&VirtualServerStatus> = vss
+        .iter()
+        .filter(|v| v.protocol == crate::config::Protocol::Tcp)
+        .collect();
+    let _ = writeln!(
+        o,
+        "# HELP vipd_tcp_rejected_total Clients refused, per cause.\n# TYPE vipd_tcp_rejected_total counter"
+    );
+    for vs in &tcp {
+        let c = &vs.streams;
+        for (reason, n) in [
+            ("cap", c.rejected_at_cap),
+            ("no_backend", c.rejected_no_backend),
+            ("local_connect_error", c.local_connect_errors),
+            ("fd_exhausted", c.rejected_fd_exhausted),
+            ("first_byte_timeout", c.first_byte_timeouts),
+        ] {
+            let _ = writeln!(
+                o,
+                "vipd_tcp_rejected_total{{virtual_server=\"{}\",reason=\"{reason}\"}} {n}",
+                vs.name
+            );
+        }
+    }
+    let _ = writeln!(o, "# TYPE vipd_tcp_aborted_total counter");
+    for vs in &tcp {
+        let _ = writeln!(
+            o,
+            "vipd_tcp_aborted_total{{virtual_server=\"{}\"}} {}",
+            vs.name, vs.streams.aborted
+        );
+    }
+    let _ = writeln!(o, "# TYPE vipd_passive_ejections_suppressed_total counter");
+    for vs in &tcp {
+        let _ = writeln!(
+            o,
+            "vipd_passive_ejections_suppressed_total{{virtual_server=\"{}\"}} {}",
+            vs.name, vs.passive_ejections_suppressed
+        );
     }
 }
 
