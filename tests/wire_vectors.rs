@@ -1,5 +1,5 @@
-//! Wire codec against real keepalived 2.2.7 captures (tests/vectors/, made by
-//! tests/vectors/capture.sh) plus property tests: decoding never panics and
+//! Wire codec against real keepalived 2.2.7 and FRR vrrpd 8.4.4 captures (tests/vectors/, made by
+//! tests/vectors/capture.sh and capture-frr.sh) plus property tests: decoding never panics and
 //! emit → decode round-trips every valid advert.
 #![allow(non_snake_case)]
 
@@ -152,6 +152,74 @@ fn keepalived_v3_ipv6_link_local_first_keeps_configured_order__RX9() {
         "keepalived-v3-ipv6-llfirst.hex",
         vec![ip6("fe80::100"), ip6("2001:db8::100")],
     );
+}
+
+// ---- FRR vrrpd 8.4.4 captures (tests/vectors/capture-frr.sh) ----
+
+/// Decode every FRR IPv4 capture: vrid 51, priority 100, the one VIP 192.0.2.100,
+/// sent from the parent interface's address 192.0.2.1 (not the macvlan's VIP).
+fn check_frr_ipv4_capture(file: &str, version: Version, interval: Interval, form: ChecksumForm) {
+    let expected = advert(version, interval, vec![v4(100)], Auth::None);
+    for packet in vectors(file) {
+        // FRR: IHL 5, TOS 0xc0, TTL 255 (TX1); it sets DF and a varying IP id, unlike keepalived.
+        assert_eq!((packet[0], packet[1], packet[8]), (0x45, 0xc0, 255), "{file}");
+        let r = decode_ipv4(&packet).unwrap_or_else(|d| panic!("{file}: discarded {d:?}"));
+        assert_eq!(r.advert, expected, "{file}");
+        assert_eq!(
+            (r.src, r.dst, r.ttl),
+            (IpAddr::V4(SRC4), IpAddr::V4(GROUP_V4), 255),
+            "{file}"
+        );
+        assert_eq!(r.checksum_form, form, "{file}: checksum form FRR uses");
+        let ours = try_emit(&r.advert, r.src, r.dst, r.checksum_form).unwrap();
+        assert_eq!(ours, &packet[20..], "{file}: emit reproduces FRR's VRRP message");
+        assert_eq!(buffer_len(&r.advert), ours.len());
+    }
+}
+
+#[test]
+fn frr_v3_ipv4_decodes_with_pseudo_header_checksum_and_reemits_exactly() {
+    check_frr_ipv4_capture(
+        "frr-v3-ipv4.hex",
+        Version::V3,
+        Interval::V3(Centis::new(100).unwrap()),
+        ChecksumForm::PseudoHeader,
+    );
+}
+
+#[test]
+fn frr_v2_ipv4_decodes_and_reemits_exactly() {
+    // FRR's v2 advert: no authentication (type 0, zero auth data), interval in seconds.
+    check_frr_ipv4_capture(
+        "frr-v2-ipv4.hex",
+        Version::V2,
+        Interval::V2(Secs::new(1).unwrap()),
+        ChecksumForm::MessageOnly,
+    );
+}
+
+/// FRR sends IPv6 adverts from the link-local address of the macvlan that
+/// carries the virtual MAC 00:00:5e:00:02:33 (set to fe80::200:5eff:fe00:233 by capture-frr.sh).
+#[test]
+fn frr_v3_ipv6_decodes_and_reemits_exactly() {
+    let file = "frr-v3-ipv6.hex";
+    let src6: Ipv6Addr = "fe80::200:5eff:fe00:233".parse().unwrap();
+    let expected = advert(
+        Version::V3,
+        Interval::V3(Centis::new(100).unwrap()),
+        vec![ip6("2001:db8::100")],
+        Auth::None,
+    );
+    for packet in vectors(file) {
+        // Traffic class 0xc0 (TX1).
+        assert_eq!(((packet[0] & 0x0f) << 4) | (packet[1] >> 4), 0xc0);
+        let (src, dst, hop, payload) = split_ipv6(&packet);
+        assert_eq!((src, dst, hop), (src6, GROUP_V6, 255));
+        let r = decode_ipv6(src, dst, hop, payload).unwrap_or_else(|d| panic!("{file}: discarded {d:?}"));
+        assert_eq!(r.advert, expected, "{file}");
+        assert_eq!(r.checksum_form, ChecksumForm::PseudoHeader);
+        assert_eq!(emit(&r.advert, r.src, r.dst, r.checksum_form), payload, "{file}");
+    }
 }
 
 #[test]
