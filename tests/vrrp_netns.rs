@@ -803,3 +803,31 @@ fn adverts_from_peers_not_allowed_are_discarded_and_counted__RX14() {
     assert_eq!(f.state("fe2").as_deref(), Some("backup"));
     assert_eq!(f.wait_status("fe2")["instances"][0]["master_addr"], "192.0.2.1");
 }
+
+/// Issue 8: start-up cleanup removes a stale VIP of ours whatever its prefix
+/// (a crash after a reload that changed the prefix leaves 192.0.2.100/32
+/// behind while the config now says /24).
+#[test]
+fn startup_removes_a_stale_vip_with_another_prefix__EX1() {
+    let _g = netns_lock();
+    let mut f = front("stalepfx", 1, false);
+    let ns1 = f.ns("fe1");
+    sh(&["ip", "-n", &ns1, "addr", "add", "192.0.2.100/32", "dev", "eth0"]);
+    f.write_cfg("fe1", &v3(100, ""));
+    f.start("fe1");
+    let gone = poll_until_ok(Duration::from_secs(10), || {
+        let l = addr_lines(&ns1, VIP);
+        l.is_empty() || (l.len() == 1 && l[0].contains("192.0.2.100/24"))
+    });
+    if !gone {
+        f.lab.dump_logs();
+        panic!("stale /32 VIP not removed: {:?}", addr_lines(&ns1, VIP));
+    }
+    // It becomes master (no peer) and holds exactly the configured /24.
+    f.wait_single_holder(VIP, "fe1", Duration::from_secs(10));
+    let ok = poll_until_ok(Duration::from_secs(5), || {
+        let l = addr_lines(&ns1, VIP);
+        l.len() == 1 && l[0].contains("192.0.2.100/24")
+    });
+    assert!(ok, "fe1 holds {:?}, want only 192.0.2.100/24", addr_lines(&ns1, VIP));
+}
