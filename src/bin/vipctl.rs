@@ -187,6 +187,25 @@ fn render_instance(o: &mut String, i: &InstanceStatus) {
         line.push_str("  LINK DOWN");
     }
     let _ = writeln!(o, "{line}");
+    if let Some(t) = &r.last_transition {
+        let _ = writeln!(
+            o,
+            "      last {} -> {} ({}), {:.1} s after start",
+            t.from.name(),
+            t.to.name(),
+            t.reason,
+            t.at_us as f64 / 1e6
+        );
+    }
+    if i.vip_add_failures + i.vip_remove_failures > 0 {
+        let _ = writeln!(
+            o,
+            "      VIP add failures {}  remove failures {}  last error: {}",
+            i.vip_add_failures,
+            i.vip_remove_failures,
+            i.vip_last_error.as_deref().unwrap_or("-")
+        );
+    }
 }
 
 /// An enum as the JSON status names it (e.g. `wrr`, `maint`, `up`).

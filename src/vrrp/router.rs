@@ -52,6 +52,20 @@ pub struct RouterStatus {
     pub master_adver_interval_us: u64,
     pub vips: Vec<IpAddr>,
     pub counters: Counters,
+    /// The last state change and why (`None` before the first).
+    #[serde(default)]
+    pub last_transition: Option<LastTransition>,
+}
+
+/// A state change as status shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastTransition {
+    pub from: State,
+    pub to: State,
+    /// Why, in words (`Reason`'s display form, e.g. "no source address").
+    pub reason: String,
+    /// When, on the core's clock (microseconds since the daemon started).
+    pub at_us: u64,
 }
 
 /// Skew_Time (SM3). v3: ((256 - priority) × Master_Adver_Interval) / 256;
@@ -94,6 +108,7 @@ pub struct Router {
     /// Checksum form to send (v3/IPv4), learnt from the peers (RX5).
     tx_form: ChecksumForm,
     counters: Counters,
+    last_transition: Option<LastTransition>,
 }
 
 impl Router {
@@ -122,6 +137,7 @@ impl Router {
             master_priority: None,
             master_heard_at: None,
             counters,
+            last_transition: None,
         }
     }
 
@@ -158,6 +174,7 @@ impl Router {
             master_adver_interval_us: self.master_adver_interval.0,
             vips: self.cfg.vips.clone(),
             counters: self.counters.clone(),
+            last_transition: self.last_transition.clone(),
         }
     }
 
@@ -619,6 +636,12 @@ impl Router {
         }
         self.state = to;
         self.counters.transitions += 1;
+        self.last_transition = Some(LastTransition {
+            from,
+            to,
+            reason: reason.to_string(),
+            at_us: now.as_micros(),
+        });
         out.push(Action::StateChange { from, to, reason });
         out
     }

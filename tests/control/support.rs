@@ -14,7 +14,7 @@ use vipd::config::{LbAlgo, Protocol};
 use vipd::control::proto::StreamCounts;
 use vipd::control::{Envelope, InstanceStatus, Request, Response, Status, VirtualServerStatus};
 use vipd::time::Instant;
-use vipd::vrrp::router::{Counters, RouterStatus};
+use vipd::vrrp::router::{Counters, LastTransition, RouterStatus};
 use vipd::vrrp::State;
 
 static N: AtomicU32 = AtomicU32::new(0);
@@ -137,6 +137,12 @@ pub fn sample_status() -> Status {
                 lower_priority_reannounced: 2,
                 discards: discards(&[("bad_checksum", 0), ("bad_ttl", 4), ("wrong_vrid", 2)]),
             },
+            last_transition: Some(LastTransition {
+                from: State::Backup,
+                to: State::Master,
+                reason: "master down timer".into(),
+                at_us: 3_609_375,
+            }),
         },
     };
     let v6 = InstanceStatus {
@@ -162,6 +168,12 @@ pub fn sample_status() -> Status {
                 discards: discards(&[("bad_checksum", 0), ("bad_ttl", 0)]),
                 ..Counters::default()
             },
+            last_transition: Some(LastTransition {
+                from: State::Backup,
+                to: State::Fault,
+                reason: "no source address".into(),
+                at_us: 12_500_000,
+            }),
         },
     };
     let tcp = VirtualServerStatus {
