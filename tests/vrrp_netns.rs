@@ -742,6 +742,11 @@ fn own_address_loss_faults_and_recovers_without_two_holders__TX3_SM14() {
         f.lab.dump_logs();
         panic!("fe1 is {:?}, not fault, without a source address", f.state("fe1"));
     }
+    let st = f.wait_status("fe1");
+    assert_eq!(
+        st["instances"][0]["last_transition"]["reason"], "no source address",
+        "status names the cause of the fault"
+    );
     // The address comes back: fe1 preempts and is the only holder again, for good.
     sh(&["ip", "-n", &ns1, "addr", "add", "192.0.2.1/24", "dev", "eth0"]);
     f.wait_single_holder(VIP, "fe1", Duration::from_secs(10));
