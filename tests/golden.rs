@@ -187,6 +187,8 @@ fn run_case(dir: &Path) -> String {
             "linkup" => Input::LinkUp,
             "prio" => Input::SetPriority(words[2].parse().unwrap()),
             "localaddr" => Input::LocalAddr((words[2] != "none").then(|| words[2].parse().unwrap())),
+            "trackfault" => Input::TrackFault(Some(words[2].to_string())),
+            "trackok" => Input::TrackFault(None),
             "discard" => {
                 let p = kv(&words[3..]);
                 let vrid = p.iter().find(|(k, _)| k == "vrid").map(|(_, v)| v.parse().unwrap());
@@ -351,6 +353,7 @@ golden_cases! {
     SM10_higher_priority_makes_master_backup,
     SM11_lower_priority_reassert,
     SM11_lower_priority_reannounce_once_per_interval,
+    SM14_tracked_weight_zero_fault_and_recovery,
     SM12_shutdown_backup,
     SM12_shutdown_master_sends_priority_zero,
     SM13_backup_never_adds_vips,

@@ -836,3 +836,52 @@ fn startup_removes_a_stale_vip_with_another_prefix__EX1() {
     });
     assert!(ok, "fe1 holds {:?}, want only 192.0.2.100/24", addr_lines(&ns1, VIP));
 }
+
+/// keepalived's track_interface rules: weight 0 (the default) = FAULT while
+/// the interface is down (the master leaves with priority 0); a negative
+/// weight lowers the priority while down (the backup preempts); both undo
+/// themselves when the interface comes back.
+#[test]
+fn tracked_interfaces_fault_and_lower_priority_like_keepalived() {
+    let _g = netns_lock();
+    let mut f = front("track", 2, false);
+    let ns1 = f.ns("fe1");
+    // Tracked links: veth pairs inside fe1 (this kernel has no dummy driver).
+    for (dev, peer) in [("trk", "trkp"), ("trk2", "trk2p")] {
+        sh(&[
+            "ip", "-n", &ns1, "link", "add", dev, "type", "veth", "peer", "name", peer,
+        ]);
+        sh(&["ip", "-n", &ns1, "link", "set", peer, "up"]);
+        sh(&["ip", "-n", &ns1, "link", "set", dev, "up"]);
+    }
+    let track = "track_interface = [{ interface = \"trk\" }, { interface = \"trk2\", weight = -60 }]";
+    f.write_cfg("fe1", &v3(150, track));
+    f.write_cfg("fe2", &v3(100, ""));
+    f.start("fe1");
+    f.start("fe2");
+    f.wait_single_holder(VIP, "fe1", Duration::from_secs(10));
+    // Negative weight: 150 - 60 = 90 < 100, fe2 preempts.
+    sh(&["ip", "-n", &ns1, "link", "set", "trk2", "down"]);
+    f.wait_single_holder(VIP, "fe2", Duration::from_secs(10));
+    assert_eq!(f.wait_status("fe1")["instances"][0]["effective_priority"], 90);
+    sh(&["ip", "-n", &ns1, "link", "set", "trk2", "up"]);
+    f.wait_single_holder(VIP, "fe1", Duration::from_secs(10));
+    // Weight 0: FAULT while down, fe2 takes over; back when it returns.
+    sh(&["ip", "-n", &ns1, "link", "set", "trk", "down"]);
+    f.wait_single_holder(VIP, "fe2", Duration::from_secs(10));
+    let (st, _) = poll_until(
+        "fe1 in fault",
+        Duration::from_secs(5),
+        Duration::from_millis(20),
+        || {
+            let st = f.status("fe1")?;
+            (st["instances"][0]["state"] == "fault").then_some(st)
+        },
+    );
+    assert_eq!(
+        st["instances"][0]["last_transition"]["reason"],
+        "tracked interface trk failed"
+    );
+    sh(&["ip", "-n", &ns1, "link", "set", "trk", "up"]);
+    f.wait_single_holder(VIP, "fe1", Duration::from_secs(10));
+}

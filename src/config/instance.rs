@@ -15,7 +15,12 @@ use crate::vrrp::{Auth, Centis, ChecksumForm, Interval, RouterConfig, Secs, Vers
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrackInterface {
     pub interface: String,
+    /// keepalived's rules: 0 (the default) = FAULT while down; positive =
+    /// added while up; negative = added (subtracted) while down.
     pub weight: i32,
+    /// Swap up and down (keepalived `reverse`).
+    #[serde(default)]
+    pub reverse: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -62,7 +67,7 @@ impl Cx<'_> {
         let auth = self.auth(name, r, version)?;
         let checksum_form = self.checksum_form(name, r, version, v4)?;
         let (garp_master_repeat, garp_master_delay) = self.garp(name, r)?;
-        let track_interface = self.track_interface(name, r, priority)?;
+        let track_interface = self.track_interface(name, r)?;
         let notify = self.notify(name, r)?;
         let router = RouterConfig {
             name: name.to_string(),
@@ -358,19 +363,21 @@ impl Cx<'_> {
         Ok((repeat, delay))
     }
 
-    /// `track_interface`: the default weight takes a fault down to priority 1.
-    fn track_interface(&self, name: &str, r: &raw::Instance, priority: u8) -> R<Vec<TrackInterface>> {
+    /// `track_interface`, with keepalived's weights: absent or 0 = FAULT
+    /// while the interface is down.
+    fn track_interface(&self, name: &str, r: &raw::Instance) -> R<Vec<TrackInterface>> {
         let k = keys(name);
         let mut track = Vec::new();
         for t in r.track_interface.iter().flatten() {
             let tr = t.get_ref();
             let weight = match &tr.weight {
                 Some(w) => self.int_in(w, &k("track_interface.weight"), -254, 254, "")? as i32,
-                None => 1 - i32::from(priority),
+                None => 0,
             };
             track.push(TrackInterface {
                 interface: tr.interface.get_ref().clone(),
                 weight,
+                reverse: tr.reverse.unwrap_or(false),
             });
         }
         Ok(track)

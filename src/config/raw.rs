@@ -42,6 +42,7 @@ pub struct Auth {
 pub struct Track {
     pub interface: Spanned<String>,
     pub weight: Option<Spanned<i64>>,
+    pub reverse: Option<bool>,
 }
 
 #[derive(Deserialize, Debug)]

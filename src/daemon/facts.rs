@@ -39,21 +39,29 @@ pub fn source_for(inst: &Instance, facts: Option<&IfFacts>, vips: &BTreeSet<IpAd
     }
 }
 
-/// Effective priority from the tracked interfaces (keepalived track_interface
-/// with weight): each tracked interface that is down adds its weight.
+/// What the tracked interfaces make of an instance (keepalived's rules): the
+/// effective priority (base + the weights of up interfaces with a positive
+/// weight + the weights of down interfaces with a negative one, clamped to
+/// 1..=254; the owner's 255 stays) and the first weight-0 interface that is
+/// down (FAULT while there is one). `reverse` swaps up and down.
 /// `is_up(name)` reports an interface's link state.
-pub fn tracked_priority(inst: &Instance, is_up: impl Fn(&str) -> bool) -> u8 {
+pub fn tracked(inst: &Instance, is_up: impl Fn(&str) -> bool) -> (u8, Option<String>) {
     let base = inst.router.priority;
-    if base == 255 || inst.track_interface.is_empty() {
-        return base;
-    }
     let mut p = i32::from(base);
+    let mut fault = None;
     for t in &inst.track_interface {
-        if !is_up(&t.interface) {
-            p += t.weight;
+        let up = is_up(&t.interface) != t.reverse;
+        match t.weight {
+            0 if !up => {
+                fault.get_or_insert_with(|| format!("interface {}", t.interface));
+            }
+            w if w > 0 && up => p += w,
+            w if w < 0 && !up => p += w,
+            _ => {}
         }
     }
-    p.clamp(1, 254) as u8
+    let prio = if base == 255 { 255 } else { p.clamp(1, 254) as u8 };
+    (prio, fault)
 }
 
 /// What the kernel must change so that the interface holds exactly `want`
@@ -149,6 +157,25 @@ mod tests {
         let vips: BTreeSet<IpAddr> = [ip("192.0.2.100"), ip("192.0.2.101")].into();
         assert_eq!(source_for(&i, Some(&f), &vips), Some(ip("192.0.2.2")));
         assert_eq!(source_for(&i, None, &vips), None);
+    }
+
+    #[test]
+    fn tracked_interfaces_follow_keepalived_weights() {
+        let text = "[vrrp_instance.VI_1]\ninterface = \"eth0\"\nvirtual_router_id = 1\npriority = 100\nvirtual_ipaddress = [\"192.0.2.100/24\"]\ntrack_interface = [{ interface = \"f\" }, { interface = \"p\", weight = 20 }, { interface = \"n\", weight = -30 }, { interface = \"r\", weight = -5, reverse = true }]\n";
+        let i = crate::config::parse(text, "t.toml")
+            .expect("config")
+            .instances
+            .remove(0);
+        let up = |set: &'static [&'static str]| move |n: &str| set.contains(&n);
+        // All up: +20 for p; r is up, reversed = "down": -5.
+        assert_eq!(tracked(&i, up(&["f", "p", "n", "r"])), (115, None));
+        // n down: -30; p down: nothing; r down (reversed: up): nothing.
+        assert_eq!(tracked(&i, up(&["f"])), (70, None));
+        // f (weight 0) down: FAULT.
+        assert_eq!(
+            tracked(&i, up(&["p", "n", "r"])),
+            (115, Some("interface f".to_string()))
+        );
     }
 
     #[test]

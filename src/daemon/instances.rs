@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::facts::{family_of, tracked_priority};
+use super::facts::{family_of, tracked};
 use super::systemd::run_notify;
 use super::Daemon;
 use crate::config::Instance;
@@ -46,6 +46,8 @@ pub(super) struct Inst {
     pub src: Option<IpAddr>,
     pub link_up: bool,
     pub effective_priority: u8,
+    /// The first weight-0 tracked interface that is down (FAULT while set).
+    pub track_fault: Option<String>,
     pub master_tx: watch::Sender<bool>,
     pub vips: VipBook,
 }
@@ -122,7 +124,7 @@ impl Daemon {
         let (master_tx, master_rx) = watch::channel(false);
         self.mastership.insert(inst.name.clone(), master_rx);
         let family = family_of(&inst);
-        let effective_priority = tracked_priority(&inst, |n| self.links.is_up(n));
+        let (effective_priority, track_fault) = tracked(&inst, |n| self.links.is_up(n));
         if self.links.facts(&inst.interface).is_none() {
             warn!(
                 "{}: interface {} does not exist (fault until it appears)",
@@ -137,6 +139,7 @@ impl Daemon {
             src: None,
             link_up,
             effective_priority,
+            track_fault: track_fault.clone(),
             master_tx,
             vips: VipBook::default(),
         });
@@ -154,6 +157,10 @@ impl Daemon {
         }
         if !link_up {
             actions.extend(x.router.handle(now, Input::LinkDown));
+        }
+        if let Some(what) = track_fault {
+            warn!("{}: tracked {what} is down (weight 0: fault)", x.cfg.name);
+            actions.extend(x.router.handle(now, Input::TrackFault(Some(what))));
         }
         actions.extend(x.router.handle(now, Input::Startup));
         self.exec(i, actions).await;

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use tracing::{error, info, warn};
 
-use super::facts::{family_of, tracked_priority};
+use super::facts::family_of;
 use super::systemd::sd_notify;
 use super::Daemon;
 use crate::config;
@@ -51,13 +51,13 @@ impl Daemon {
             changed += 1;
             self.insts.list[i].cfg = n.clone();
             self.input(i, Input::Config(n.router.clone())).await;
-            let prio = tracked_priority(n, |x| self.links.is_up(x));
-            if prio != self.insts.list[i].effective_priority {
-                self.insts.list[i].effective_priority = prio;
-                self.input(i, Input::SetPriority(prio)).await;
-            }
+            // A new base priority resets the router's; tracking is applied
+            // again below from what the router now has.
+            let x = &mut self.insts.list[i];
+            x.effective_priority = x.router.status().effective_priority;
         }
-        // New facts (a VIP set or source may have changed): re-derive everything.
+        // New facts (a VIP set, source or tracking may have changed): re-derive
+        // source, tracked priority and tracker faults of every instance.
         self.on_facts_changed().await;
         let mut msg =
             format!("reloaded: {kept} instance(s) unchanged, {changed} changed, {added} added, {removed} removed");

@@ -316,6 +316,9 @@ pub enum Input {
     LocalAddr(Option<IpAddr>),
     /// Effective priority changed (tracking); base priority stays in the config.
     SetPriority(u8),
+    /// A tracker with weight 0 (keepalived: FAULT while it fails) failed
+    /// (`Some(what)`) or every such tracker is fine again (`None`).
+    TrackFault(Option<String>),
     /// New configuration for the same router (reload).
     Config(RouterConfig),
 }
@@ -345,6 +348,12 @@ pub enum Reason {
     NoSourceAddress,
     /// A source address is back (with the link up): startup rules again.
     SourceAddressRestored,
+    /// A tracked object with weight 0 failed (keepalived's FAULT while down).
+    TrackFault {
+        what: String,
+    },
+    /// Every weight-0 tracker is fine again: startup rules again.
+    TrackRecovered,
     ConfigChange,
     PriorityChange,
 }
@@ -369,6 +378,8 @@ impl std::fmt::Display for Reason {
             Reason::LinkUp => write!(f, "link up"),
             Reason::NoSourceAddress => write!(f, "no source address"),
             Reason::SourceAddressRestored => write!(f, "source address available"),
+            Reason::TrackFault { what } => write!(f, "tracked {what} failed"),
+            Reason::TrackRecovered => write!(f, "trackers recovered"),
             Reason::ConfigChange => write!(f, "config change"),
             Reason::PriorityChange => write!(f, "priority change"),
         }

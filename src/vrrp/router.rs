@@ -90,6 +90,8 @@ pub struct Router {
     /// Effective priority (base priority adjusted by tracking).
     priority: u8,
     link_up: bool,
+    /// A weight-0 tracker that fails (FAULT while `Some`).
+    track_fault: Option<String>,
     /// Interval in use: ours as master, the master's as a v3 backup.
     master_adver_interval: Micros,
     /// Last interval adopted from a master that differs from ours (logged once per change).
@@ -127,6 +129,7 @@ impl Router {
             state: State::Initialize,
             local_addr,
             link_up: true,
+            track_fault: None,
             adopted: None,
             advert_timer: None,
             master_down_timer: None,
@@ -253,6 +256,16 @@ impl Router {
                     (None, State::Initialize | State::Fault) => Vec::new(),
                 }
             }
+            Input::TrackFault(what) => {
+                let was = std::mem::replace(&mut self.track_fault, what.clone());
+                match (what, self.state) {
+                    (Some(what), State::Backup | State::Master) => {
+                        self.change_state(now, State::Fault, Reason::TrackFault { what })
+                    }
+                    (None, _) if was.is_some() => self.leave_fault(now, Reason::TrackRecovered),
+                    _ => Vec::new(),
+                }
+            }
             Input::SetPriority(p) => {
                 // TX4: 255 belongs to the address owner (configured 255), 0 to leaving.
                 let p = if self.cfg.priority == 255 {
@@ -294,6 +307,10 @@ impl Router {
         }
         if self.local_addr.is_none() {
             return self.change_state(now, State::Fault, Reason::NoSourceAddress);
+        }
+        if let Some(what) = &self.track_fault {
+            let what = what.clone();
+            return self.change_state(now, State::Fault, Reason::TrackFault { what });
         }
         if self.priority == 255 {
             self.change_state(now, State::Master, Reason::AddressOwner)
@@ -619,6 +636,12 @@ impl Router {
             }
             State::Fault => {
                 if from == State::Master {
+                    // A tracker failed but the link and source are fine: leave
+                    // with priority 0 (as keepalived does) so a backup takes
+                    // over after Skew_Time instead of Master_Down_Interval.
+                    if matches!(reason, Reason::TrackFault { .. }) {
+                        out.push(self.advert(0));
+                    }
                     out.push(Action::RemoveVips(self.cfg.vips.clone()));
                 }
                 self.master_addr = None;
