@@ -295,3 +295,26 @@ fn check_flag_exit_codes() {
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("cannot read"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `router_id` defaults to the host name from gethostname(2) (under the unit's
+/// `ProcSubset=pid`, /proc/sys/kernel/hostname is hidden).
+#[test]
+fn router_id_defaults_to_the_host_name() {
+    let c = vipd::config::parse(BASE, "t.toml").expect("valid");
+    let out = std::process::Command::new("uname").arg("-n").output().expect("uname");
+    let host = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(c.global.router_id, host);
+}
+
+/// `VIPCTL_SOCKET` picks the control socket (as `--socket` does).
+#[test]
+fn vipctl_socket_from_the_environment() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vipctl"))
+        .arg("status")
+        .env("VIPCTL_SOCKET", "/nonexistent/vipd-test.sock")
+        .output()
+        .expect("vipctl");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/vipd-test.sock"), "{err}");
+}

@@ -12,7 +12,7 @@ use vipd::control::{self, InstanceStatus, Request, Response, Status, VirtualServ
 #[command(name = "vipctl", version, about = "Inspect and control a running vipd")]
 struct Cli {
     /// Control socket of the daemon.
-    #[arg(long, global = true, default_value = vipd::config::DEFAULT_CONTROL_SOCKET)]
+    #[arg(long, global = true, env = "VIPCTL_SOCKET", default_value = vipd::config::DEFAULT_CONTROL_SOCKET)]
     socket: PathBuf,
     /// Seconds to wait for the daemon.
     #[arg(long, global = true, default_value_t = 5.0)]

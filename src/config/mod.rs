@@ -139,10 +139,15 @@ fn seconds_like(v: f64, mult: f64, shown: &str) -> Result<Micros, String> {
     Ok(Micros(us as u64))
 }
 
+/// The default `router_id`: the host name from gethostname(2) (the unit's
+/// `ProcSubset=pid` hides /proc/sys/kernel/hostname, which made every node
+/// "vipd").
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "vipd".into())
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "vipd".into())
 }
 
 /// The validation context: the text (for line/column) and the file name.
