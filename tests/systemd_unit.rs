@@ -6,7 +6,6 @@ use std::process::Command;
 fn unit_verifies_and_is_hardened() {
     let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/vipd.service")).unwrap();
     assert!(unit.contains("Type=notify"));
-    assert!(unit.contains("ExecReload=/bin/kill -HUP $MAINPID"));
     assert!(unit.contains("CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW CAP_NET_BIND_SERVICE"));
     if Command::new("systemd-analyze").arg("--version").output().is_err() {
         panic!("systemd-analyze not installed (scripts/deps installs systemd)");
@@ -14,7 +13,12 @@ fn unit_verifies_and_is_hardened() {
     let dir = std::env::temp_dir().join(format!("vipd-unit-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("vipd.service");
-    std::fs::write(&path, unit.replace("/usr/sbin/vipd", env!("CARGO_BIN_EXE_vipd"))).unwrap();
+    // A refused config must fail `systemctl reload`: vipctl reports it, kill -HUP cannot.
+    assert!(unit.contains("ExecReload=/usr/bin/vipctl --socket /run/vipd/vipd.sock reload"));
+    let local = unit
+        .replace("/usr/sbin/vipd", env!("CARGO_BIN_EXE_vipd"))
+        .replace("/usr/bin/vipctl", env!("CARGO_BIN_EXE_vipctl"));
+    std::fs::write(&path, local).unwrap();
     let out = Command::new("systemd-analyze")
         .arg("verify")
         .arg(&path)
