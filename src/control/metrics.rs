@@ -134,30 +134,24 @@ fn render_backends(o: &mut String, vss: &[VirtualServerStatus]) {
     }
 }
 
-/// UDP drop counters per virtual server (f-udp).
+/// UDP drop counters per virtual server.
 fn render_udp(o: &mut String, vss: &[VirtualServerStatus]) {
-    let udp: Vec<&VirtualServerStatus> = vss
-        .iter()
-        .filter(|v| v.protocol == crate::config::Protocol::Udp)
-        .collect();
-    for key in [
-        "udp_dropped_no_backend",
-        "udp_kernel_drops",
-        "udp_send_errors",
-        "udp_flows_evicted",
-    ] {
-        let _ = writeln!(o, "# TYPE vipd_{key}_total counter");
-        for vs in &udp {
-            let n = match key {
-                "udp_dropped_no_backend" => vs.udp_dropped_no_backend,
-                "udp_kernel_drops" => vs.udp_kernel_drops,
-                "udp_send_errors" => vs.udp_send_errors,
-                _ => vs.udp_flows_evicted,
-            };
-            let _ = writeln!(o, "vipd_{key}_total{{virtual_server=\"{}\"}} {n}", vs.name);
+    let counters: [(&str, ServerCounter); 4] = [
+        ("vipd_udp_dropped_no_backend_total", |v| v.udp_dropped_no_backend),
+        ("vipd_udp_kernel_drops_total", |v| v.udp_kernel_drops),
+        ("vipd_udp_send_errors_total", |v| v.udp_send_errors),
+        ("vipd_udp_flows_evicted_total", |v| v.udp_flows_evicted),
+    ];
+    for (metric, f) in counters {
+        let _ = writeln!(o, "# TYPE {metric} counter");
+        for vs in vss.iter().filter(|v| v.protocol == crate::config::Protocol::Udp) {
+            let _ = writeln!(o, "{metric}{{virtual_server=\"{}\"}} {}", vs.name, f(vs));
         }
     }
 }
+
+/// Reads one counter of a virtual server.
+type ServerCounter = fn(&VirtualServerStatus) -> u64;
 
 /// TCP refusals by cause, aborted streams and suppressed passive ejections
 /// per virtual server.

@@ -246,7 +246,7 @@ impl Daemon {
             match a {
                 Action::SendAdvert { advert, checksum_form } => self.send_advert(i, &advert, checksum_form),
                 Action::AddVips(_) | Action::RemoveVips(_) => self.reconcile_vips(i),
-                Action::Announce { vips, count } => self.request_announce(i, vips, count),
+                Action::Announce { count, .. } => self.request_announce(i, count),
                 Action::StateChange { from, to, reason } => self.on_state_change(i, from, to, &reason.to_string()),
                 Action::Discarded(d) => {
                     let name = self.insts.list[i].cfg.name.clone();

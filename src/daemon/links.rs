@@ -486,21 +486,13 @@ impl Daemon {
         }
     }
 
-    /// The core asked to announce: now if every VIP is in place, else as soon
-    /// as the pending adds are done (an announcement must follow the address).
-    pub(super) fn request_announce(&mut self, i: usize, vips: Vec<IpAddr>, count: u32) {
-        let ready = {
-            let x = &self.insts.list[i];
-            let have = self.links.facts(&x.cfg.interface);
-            vips.iter()
-                .all(|v| have.is_some_and(|f| f.addrs.contains_key(v)) && !x.vips.inflight.contains_key(v))
-        };
-        if ready {
-            self.announce(i, &vips, count);
-        } else {
-            let b = &mut self.insts.list[i].vips;
-            b.announce = Some(b.announce.unwrap_or(0).max(count));
-        }
+    /// The core asked to announce (the VIPs it names are the instance's):
+    /// an announcement must follow the addresses, so `reconcile_vips` sends
+    /// it once every VIP is in place, at once if they are.
+    pub(super) fn request_announce(&mut self, i: usize, count: u32) {
+        let b = &mut self.insts.list[i].vips;
+        b.announce = Some(b.announce.unwrap_or(0).max(count));
+        self.reconcile_vips(i);
     }
 
     /// Make the interface hold exactly what instance `i`'s state says: its
@@ -523,23 +515,23 @@ impl Daemon {
             return;
         };
         let ifindex = facts.index;
-        if x.vips.retry_at.is_some_and(|t| now < t) {
-            return;
-        }
-        x.vips.retry_at = None;
         let plan = plan_vips(&want, &x.vips.owned, &facts.addrs);
-        let jobs = x.vips.book(&plan, &want, &facts.addrs, &x.cfg.name, repeat);
-        let b = &mut x.vips;
-        for (ip, prefix, add) in jobs {
-            *b.inflight.entry(ip).or_insert(0) += 1;
-            let _ = self.links.jobs.send(Job::Vip {
-                inst: x.cfg.name.clone(),
-                ifindex,
-                ip,
-                prefix,
-                add,
-            });
+        // After a failure, no new requests until the retry deadline.
+        if x.vips.retry_at.is_none_or(|t| now >= t) {
+            x.vips.retry_at = None;
+            let jobs = x.vips.book(&plan, &want, &facts.addrs, &x.cfg.name, repeat);
+            for (ip, prefix, add) in jobs {
+                *x.vips.inflight.entry(ip).or_insert(0) += 1;
+                let _ = self.links.jobs.send(Job::Vip {
+                    inst: x.cfg.name.clone(),
+                    ifindex,
+                    ip,
+                    prefix,
+                    add,
+                });
+            }
         }
+        let b = &mut x.vips;
         // Announce once every wanted VIP is in place.
         let all_in = !want.is_empty()
             && want
