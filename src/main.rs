@@ -40,6 +40,24 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
+    if cli.check {
+        // Every error in the file, each with its line and a caret.
+        return match vipd::config::check_file(&cli.config) {
+            Ok(cfg) => {
+                println!(
+                    "{}: OK ({} vrrp instance(s), {} virtual server(s))",
+                    cli.config.display(),
+                    cfg.instances.len(),
+                    cfg.servers.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(report) => {
+                eprint!("{report}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let cfg = match vipd::config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -47,15 +65,6 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if cli.check {
-        println!(
-            "{}: OK ({} vrrp instance(s), {} virtual server(s))",
-            cli.config.display(),
-            cfg.instances.len(),
-            cfg.servers.len()
-        );
-        return ExitCode::SUCCESS;
-    }
     // First: the fd budget every cap is derived from (systemd's soft limit is 1024).
     match vipd::proxy::limits::raise_nofile_limit() {
         Ok((soft, hard)) => tracing::info!("fd limit: soft {soft}, hard {hard}"),

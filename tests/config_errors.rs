@@ -318,3 +318,38 @@ fn vipctl_socket_from_the_environment() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/vipd-test.sock"), "{err}");
 }
+
+/// `vipd --check` reports every error in the file, each with its line, the
+/// offending text and a caret, and suggests the key a typo meant.
+#[test]
+fn check_reports_every_error_with_a_caret_and_a_suggestion() {
+    let text = "[global]\nrouter_id = \"fe-1\"\n\n[vrrp_instance.VI_1]\ninterface = \"eth0\"\nvirtual_router_id = 51\nprioirty = 150\nvirtual_ipaddress = [\"192.0.2.100/24\"]\nadvert_intt = 1\n\n[vrrp_instance.VI_2]\ninterface = \"eth0\"\nvirtual_router_id = 300\nvirtual_ipaddress = [\"192.0.2.101/24\"]\n\n[virtual_server.web]\nlisten = \"192.0.2.100:80\"\nlb_algo = \"rrr\"\nreal_server = [{ address = \"198.51.100.1:80\" }]\n";
+    let errs = config::parse_all(text, "t.toml").expect_err("four errors");
+    let lines: Vec<usize> = errs.iter().map(|e| e.line).collect();
+    assert_eq!(lines, vec![7, 9, 13, 18], "{errs:#?}");
+    // The first error is still the one `parse` (reload, start-up) reports.
+    assert_eq!(config::parse(text, "t.toml").unwrap_err(), errs[0]);
+    let dir = std::env::temp_dir().join(format!("vipd-check-all-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("many.toml");
+    std::fs::write(&f, text).unwrap();
+    let out = std::process::Command::new(VIPD)
+        .args(["--check", "-c"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "did you mean `priority`?",
+        "did you mean `advert_int`?",
+        "many.toml:7:1",
+        "many.toml:13:",
+        "many.toml:18:",
+        " 7 | prioirty = 150\n   | ^^^^^^^^\n",
+        "4 errors",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

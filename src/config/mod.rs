@@ -8,6 +8,7 @@
 //! turns the validated model into the pure cores' specs.
 
 mod check;
+mod diag;
 mod instance;
 mod raw;
 mod server;
@@ -23,6 +24,7 @@ use crate::time::Micros;
 use raw::NumOrStr;
 
 pub use check::{Check, CheckKind};
+pub use diag::{did_you_mean, parse_all, render};
 pub use instance::{Instance, TrackInterface};
 pub use server::{Admin, LbAlgo, OnMarkedDown, Protocol, RealServer, StreamLimits, VirtualServer};
 pub use specs::{passive_policy, table_spec};
@@ -86,22 +88,18 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     parse(&text, &file)
 }
 
-/// Parse and validate configuration text; `file` names it in errors.
+/// Parse and validate configuration text; `file` names it in errors. The
+/// first error only; [`parse_all`] finds them all.
 pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
-    let cx = Cx { text, file };
-    let raw: raw::File = toml::from_str(text).map_err(|e| {
-        let at = e.span().map(|s| s.start).unwrap_or(0);
-        let msg = e.message().trim().to_string();
-        // Name the key for "unknown field" errors: the text at the span is the key.
-        let key = e
-            .span()
-            .and_then(|s| text.get(s.clone()))
-            .filter(|k| msg.starts_with("unknown field") && !k.contains('\n'))
-            .map(|k| k.trim().to_string())
-            .unwrap_or_default();
-        cx.err_at(at, &key, msg)
-    })?;
-    cx.build(raw)
+    parse_all(text, file).map_err(|mut errs| errs.swap_remove(0))
+}
+
+/// Load a file and report every error in it (`vipd --check`): the config, or
+/// the errors rendered for a human (line, caret, "did you mean").
+pub fn check_file(path: &Path) -> Result<Config, String> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| format!("error: {file}: cannot read: {e}\n"))?;
+    parse_all(&text, &file).map_err(|errs| render(&errs, &text))
 }
 
 /// Parse a duration: "250ms", "1s", "1.5s", "2m", "100us", or a plain number of seconds.
@@ -196,21 +194,44 @@ impl Cx<'_> {
         r.map_err(|m| self.err(v, key, m))
     }
 
-    fn build(&self, raw: raw::File) -> R<Config> {
-        let global = self.global(raw.global.as_ref())?;
+    /// Validate block by block, collecting one error per block (global, each
+    /// instance, the cross-instance checks, each virtual server). A virtual
+    /// server tied to an instance that failed is not checked against it.
+    fn build_all(&self, raw: raw::File) -> Result<Config, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let global = self.global(raw.global.as_ref()).map_err(|e| errors.push(e)).ok();
         let mut instances = Vec::new();
+        let mut failed = Vec::new();
         for (name, inst) in raw.vrrp_instance.iter().flatten() {
-            instances.push(self.instance(name, inst)?);
+            match self.instance(name, inst) {
+                Ok(i) => instances.push(i),
+                Err(e) => {
+                    errors.push(e);
+                    failed.push(name.clone());
+                }
+            }
         }
-        self.cross_check_instances(&raw, &instances)?;
-        let mut servers = Vec::new();
+        if let Err(e) = self.cross_check_instances(&raw, &instances) {
+            errors.push(e);
+        }
+        let mut servers: Vec<VirtualServer> = Vec::new();
         for (name, vs) in raw.virtual_server.iter().flatten() {
-            let s = self.server(name, vs, &instances)?;
+            let tied = vs.get_ref().vrrp_instance.as_ref().map(|v| v.get_ref());
+            if tied.is_some_and(|t| failed.contains(t)) {
+                continue;
+            }
+            let s = match self.server(name, vs, &instances) {
+                Ok(s) => s,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
             if let Some(o) = servers
                 .iter()
-                .find(|o: &&VirtualServer| o.listen == s.listen && o.protocol == s.protocol)
+                .find(|o| o.listen == s.listen && o.protocol == s.protocol)
             {
-                return Err(self.err(
+                errors.push(self.err(
                     &vs.get_ref().listen,
                     &format!("virtual_server.{name}.listen"),
                     format!(
@@ -218,14 +239,18 @@ impl Cx<'_> {
                         s.listen, o.name
                     ),
                 ));
+                continue;
             }
             servers.push(s);
         }
-        Ok(Config {
-            global,
-            instances,
-            servers,
-        })
+        match global {
+            Some(global) if errors.is_empty() => Ok(Config {
+                global,
+                instances,
+                servers,
+            }),
+            _ => Err(errors),
+        }
     }
 
     fn global(&self, raw: Option<&Spanned<raw::Global>>) -> R<Global> {
