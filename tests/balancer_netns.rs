@@ -480,11 +480,11 @@ fn metrics_endpoint_serves_prometheus_text() {
             .then(|| String::from_utf8_lossy(&out.stdout).to_string())
     });
     assert!(
-        text.contains("vipd_vrrp_state{instance=\"VI_1\",state=\"master\"} 1"),
+        text.contains("vipd_vrrp_state{vrrp_instance=\"VI_1\",state=\"master\"} 1"),
         "{text}"
     );
     assert!(
-        text.contains("vipd_vrrp_discards_total{instance=\"VI_1\",reason=\"bad_ttl\"} 0"),
+        text.contains("vipd_vrrp_discards_total{vrrp_instance=\"VI_1\",reason=\"bad_ttl\"} 0"),
         "{text}"
     );
     assert!(

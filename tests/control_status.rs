@@ -12,7 +12,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::{fake_daemon, sample_status, TempDir};
+use vipd::control::observe::Observer;
 use vipd::control::{self, metrics, Status};
+use vipd::time::Instant;
+use vipd::vrrp::{Action, Reason, State};
 
 fn expected(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/control").join(name)
@@ -90,9 +93,39 @@ fn pinned_json_reads_back_into_the_same_status() {
     assert_eq!(again, serde_json::from_str::<Value>(&text).unwrap());
 }
 
+/// An observer's book with a failover of VI_1, a stretch without master for
+/// VI_6, health checks, and entries of an instance and a backend the status
+/// no longer has (not shown).
+fn sample_observer() -> Observer {
+    let o = Observer::default();
+    let change = |from, to, reason| Action::StateChange { from, to, reason };
+    let up = change(State::Initialize, State::Backup, Reason::Startup);
+    o.on_actions("VI_1", &[up], false, Instant(0));
+    let master = change(State::Backup, State::Master, Reason::MasterDownTimer);
+    o.on_actions("VI_1", &[master], true, Instant(3_600_000));
+    o.vips_in_place("VI_1", Instant(3_602_000));
+    o.announced("VI_1", Instant(3_602_300));
+    let fault = change(State::Initialize, State::Fault, Reason::NoSourceAddress);
+    o.on_actions("VI_6", &[fault], false, Instant(0));
+    o.on_actions("VI_6", &[], true, Instant(2_500_000));
+    o.on_actions(
+        "VI_gone",
+        &[change(State::Initialize, State::Backup, Reason::Startup)],
+        true,
+        Instant(0),
+    );
+    let b1 = "198.51.100.11:6000".parse().unwrap();
+    o.check_done("ingest", b1, true, 800);
+    o.check_done("ingest", b1, true, 1_200);
+    o.check_done("ingest", "198.51.100.12:6000".parse().unwrap(), false, 1_000_000);
+    o.check_done("ingest", "198.51.100.99:6000".parse().unwrap(), true, 100);
+    o
+}
+
 #[test]
 fn metrics_page_is_pinned() {
-    check_pinned("metrics.txt", &metrics::render(&sample_status()));
+    let page = metrics::render_with(&sample_status(), &sample_observer().snapshot());
+    check_pinned("metrics.txt", &page);
 }
 
 /// Run vipctl against a control socket served by a stand-in daemon.

@@ -12,6 +12,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::balance::{BackendId, Health, HealthEvent, HealthPolicy, TableHandle};
 use crate::clock::Clock;
+use crate::control::observe::Observer;
 use crate::time::Micros;
 
 /// Outcome of one probe.
@@ -88,13 +89,30 @@ pub fn spawn_checker(
     clock: Clock,
     events: Option<UnboundedSender<HealthEvent>>,
 ) -> JoinHandle<()> {
-    tokio::spawn(run_checker(table, spec, clock, events))
+    spawn_observed_checker(table, spec, clock, events, None)
+}
+
+/// [`spawn_checker`] that also reports each probe's latency to `obs` (the metrics page).
+pub fn spawn_observed_checker(
+    table: TableHandle,
+    spec: CheckSpec,
+    clock: Clock,
+    events: Option<UnboundedSender<HealthEvent>>,
+    obs: Option<Observer>,
+) -> JoinHandle<()> {
+    tokio::spawn(run_checker(table, spec, clock, events, obs))
 }
 
 /// Longest check interval/timeout honoured (longer values are clamped).
 pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 
-async fn run_checker(table: TableHandle, spec: CheckSpec, clock: Clock, events: Option<UnboundedSender<HealthEvent>>) {
+async fn run_checker(
+    table: TableHandle,
+    spec: CheckSpec,
+    clock: Clock,
+    events: Option<UnboundedSender<HealthEvent>>,
+    obs: Option<Observer>,
+) {
     // Clamped so that no timer arithmetic below can overflow.
     let interval = spec
         .interval
@@ -104,7 +122,7 @@ async fn run_checker(table: TableHandle, spec: CheckSpec, clock: Clock, events: 
     let mut due: HashMap<BackendId, (SocketAddr, tokio::time::Instant)> = HashMap::new();
     let mut in_flight: HashSet<BackendId> = HashSet::new();
     let mut task_ids: HashMap<tokio::task::Id, BackendId> = HashMap::new();
-    let mut probes: JoinSet<(BackendId, CheckResult)> = JoinSet::new();
+    let mut probes: JoinSet<(BackendId, SocketAddr, CheckResult, u64)> = JoinSet::new();
     loop {
         let backends = table.lock().backends();
         let now = tokio::time::Instant::now();
@@ -127,7 +145,11 @@ async fn run_checker(table: TableHandle, spec: CheckSpec, clock: Clock, events: 
             }
             if in_flight.insert(*id) {
                 let (id, addr, kind) = (*id, *addr, spec.kind.clone());
-                let task = probes.spawn(async move { (id, probe::run(&kind, addr, timeout).await) });
+                let task = probes.spawn(async move {
+                    let t0 = clock.now();
+                    let r = probe::run(&kind, addr, timeout).await;
+                    (id, addr, r, clock.now().0.saturating_sub(t0.0))
+                });
                 task_ids.insert(task.id(), id);
             }
         }
@@ -142,9 +164,12 @@ async fn run_checker(table: TableHandle, spec: CheckSpec, clock: Clock, events: 
                 if let Some(id) = task_ids.remove(&task) {
                     in_flight.remove(&id);
                 }
-                let Ok((_, (id, result))) = done else { continue };
+                let Ok((_, (id, addr, result, took))) = done else { continue };
                 let ev = {
                     let mut t = table.lock();
+                    if let Some(o) = &obs {
+                        o.check_done(t.name(), addr, result.ok, took);
+                    }
                     t.apply_check(id, result.ok, &result.detail, clock.now()).map(|ev| (t.name().to_string(), ev))
                 };
                 if let Some((name, ev)) = ev {

@@ -4,6 +4,7 @@
 
 pub mod limit;
 pub mod metrics;
+pub mod observe;
 pub mod proto;
 
 use std::fs::File;

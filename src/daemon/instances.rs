@@ -242,6 +242,9 @@ impl Daemon {
 
     /// Carry out a router's actions, in order.
     pub(super) async fn exec(&mut self, i: usize, actions: Vec<Action>) {
+        let x = &self.insts.list[i];
+        self.obs
+            .on_actions(&x.cfg.name, &actions, x.router.knows_master(), self.clock.now());
         for a in actions {
             match a {
                 Action::SendAdvert { advert, checksum_form } => self.send_advert(i, &advert, checksum_form),

@@ -470,6 +470,7 @@ impl Daemon {
         let (Some(p), Some(f)) = (iface.packet.as_ref(), iface.facts.as_ref()) else {
             return;
         };
+        let mut first = true;
         for _ in 0..count.max(1) {
             for vip in vips {
                 let frame = match vip {
@@ -479,8 +480,10 @@ impl Daemon {
                         crate::vrrp::announce::unsolicited_na_frame(f.mac, *ll, *v6, false)
                     }
                 };
-                if let Err(e) = p.send(&frame) {
-                    debug!("{}: announce {vip}: {e}", inst.cfg.name);
+                match p.send(&frame) {
+                    Err(e) => debug!("{}: announce {vip}: {e}", inst.cfg.name),
+                    Ok(_) if std::mem::take(&mut first) => self.obs.announced(&inst.cfg.name, self.clock.now()),
+                    Ok(_) => {}
                 }
             }
         }
@@ -539,7 +542,8 @@ impl Daemon {
                 .all(|v| facts.addrs.contains_key(v) && !b.inflight.contains_key(v))
             && plan.add.is_empty();
         if all_in {
-            if let Some(count) = b.announce.take() {
+            self.obs.vips_in_place(&x.cfg.name, self.clock.now());
+            if let Some(count) = x.vips.announce.take() {
                 let vips: Vec<IpAddr> = want.keys().copied().collect();
                 self.announce(i, &vips, count);
             }

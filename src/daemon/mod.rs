@@ -25,6 +25,7 @@ use tracing::{error, info, warn};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::control::limit::ClientCounters;
+use crate::control::observe::{Observer, Stage};
 use crate::control::{self, Envelope};
 use crate::net::netlink::{self, Changed, Netlink};
 use crate::net::vrrp_socket::Family;
@@ -113,6 +114,8 @@ pub struct Daemon {
     limiter: LogLimiter,
     balancer: Option<crate::proxy::Balancer>,
     mastership: HashMap<String, watch::Receiver<bool>>,
+    /// Transitions, failover phases, time without master, readiness (metrics).
+    obs: Observer,
 }
 
 impl Daemon {
@@ -137,6 +140,8 @@ impl Daemon {
             control::bind(&control_path).map_err(|e| format!("control socket {}: {e}", control_path.display()))?;
         let (ctl_tx, ctl_rx) = mpsc::channel::<Envelope>(64);
         let control_errors = Arc::new(AtomicU64::new(0));
+        let clock = Clock::new();
+        let obs = Observer::new(clock);
         let mut clients = ClientCounts {
             control: listener.counters(),
             metrics: None,
@@ -145,7 +150,7 @@ impl Daemon {
             match control::metrics::MetricsServer::bind(addr).await {
                 Ok(m) => {
                     clients.metrics = Some(m.counters());
-                    tokio::spawn(m.run(ctl_tx.clone()));
+                    tokio::spawn(m.with_observer(obs.clone()).run(ctl_tx.clone()));
                 }
                 Err(e) => error!("metrics endpoint {addr}: {e}"),
             }
@@ -156,7 +161,7 @@ impl Daemon {
         let mut d = Daemon {
             path,
             cfg: cfg.clone(),
-            clock: Clock::new(),
+            clock,
             started: std::time::Instant::now(),
             links: Links::new(nl, jobs),
             insts: Instances::default(),
@@ -174,6 +179,7 @@ impl Daemon {
             },
             balancer: None,
             mastership: HashMap::new(),
+            obs,
         };
         d.refresh_now().await;
         for inst in cfg.instances.clone() {
@@ -190,6 +196,7 @@ impl Daemon {
             d.cfg.servers.len()
         );
         sd_notify("READY=1");
+        d.obs.set_stage(Stage::Ready);
         d.event_loop(&mut signals, ev_rx, nl_rx, ctl_rx).await
     }
 
@@ -284,7 +291,7 @@ impl Daemon {
         if self.cfg.servers.is_empty() {
             return Ok(());
         }
-        let b = crate::proxy::Balancer::start(&self.cfg.servers, &self.mastership)
+        let b = crate::proxy::Balancer::start(&self.cfg.servers, &self.mastership, self.obs.clone())
             .await
             .map_err(|e| format!("balancer: {e}"))?;
         self.balancer = Some(b);
@@ -296,6 +303,7 @@ impl Daemon {
     async fn shutdown(&mut self, why: &str, ev_rx: &mut mpsc::UnboundedReceiver<Event>) {
         info!("{why}: leaving (priority 0 adverts, releasing VIPs)");
         sd_notify("STOPPING=1");
+        self.obs.set_stage(Stage::Stopping);
         for i in 0..self.insts.list.len() {
             self.input(i, Input::Shutdown).await;
         }

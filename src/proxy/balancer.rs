@@ -17,6 +17,7 @@ use crate::balance::{self, Admin, TableHandle};
 use crate::check;
 use crate::clock::Clock;
 use crate::config::{self, Protocol, VirtualServer};
+use crate::control::observe::Observer;
 
 struct Vs {
     shared: Arc<Shared>,
@@ -82,6 +83,8 @@ pub struct Balancer {
     servers: Vec<(String, Vs)>,
     clock: Clock,
     workers: Workers,
+    /// Health-check latencies go here (the metrics page).
+    obs: Observer,
 }
 
 fn master_rx(
@@ -103,6 +106,7 @@ impl Balancer {
     pub async fn start(
         servers: &[VirtualServer],
         mastership: &HashMap<String, watch::Receiver<bool>>,
+        obs: Observer,
     ) -> Result<Balancer, ProxyError> {
         // Fix (and log) the connection budget from the fd limit now, after
         // main raised it, rather than at the first client.
@@ -111,6 +115,7 @@ impl Balancer {
             servers: Vec::new(),
             clock: Clock::new(),
             workers: Workers::start(worker_count())?,
+            obs,
         };
         for vs in servers {
             let rt = b.start_vs(vs, mastership)?;
@@ -141,10 +146,10 @@ impl Balancer {
         });
         table.set_passive_policy(config::passive_policy(vs));
         let master = master_rx(vs, mastership)?;
-        let checker = vs
-            .check
-            .as_ref()
-            .map(|c| check::spawn_checker(table, c.clone(), self.clock, Some(tcp::marked_down_events(&shared))));
+        let checker = vs.check.as_ref().map(|c| {
+            let ev = Some(tcp::marked_down_events(&shared));
+            check::spawn_observed_checker(table, c.clone(), self.clock, ev, Some(self.obs.clone()))
+        });
         let listeners = match vs.protocol {
             Protocol::Tcp => self
                 .workers
@@ -264,7 +269,8 @@ impl Balancer {
                         }
                         rt.checker = vs.check.as_ref().map(|c| {
                             let ev = tcp::marked_down_events(&rt.shared);
-                            check::spawn_checker(rt.shared.table.clone(), c.clone(), self.clock, Some(ev))
+                            let obs = Some(self.obs.clone());
+                            check::spawn_observed_checker(rt.shared.table.clone(), c.clone(), self.clock, Some(ev), obs)
                         });
                     }
                     rt.shared.table.set_passive_policy(config::passive_policy(vs));

@@ -152,6 +152,16 @@ impl Router {
         &self.cfg
     }
 
+    /// Whether this router knows of a live master: itself while master; while
+    /// backup, the sender of the last accepted advert unless it sent priority 0.
+    pub fn knows_master(&self) -> bool {
+        match self.state {
+            State::Master => true,
+            State::Backup => self.master_addr.is_some() && self.master_priority != Some(0),
+            State::Initialize | State::Fault => false,
+        }
+    }
+
     /// Earliest deadline at which `handle(now, Input::Tick)` must be called.
     pub fn poll_at(&self) -> Option<Instant> {
         match self.state {
