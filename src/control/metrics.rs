@@ -162,7 +162,9 @@ type InstanceCounter = fn(&InstanceStatus) -> u64;
 
 fn vrrp(o: &mut Out, st: &Status, obs: &Observed) -> fmt::Result {
     let insts = &st.instances;
-    let known = |name: &str| insts.iter().any(|i| i.router.name == name);
+    // The book keeps instances a reload removed: show only the running ones.
+    let running: std::collections::BTreeSet<&str> = insts.iter().map(|i| i.router.name.as_str()).collect();
+    let known = |name: &str| running.contains(name);
     o.gauge(
         "vipd_vrrp_state",
         "1 for the current state of each instance (init, backup, master, fault), 0 for the others",
@@ -369,10 +371,11 @@ fn servers(o: &mut Out, vss: &[VirtualServerStatus], obs: &Observed) -> fmt::Res
             })
         }),
     )?;
-    let present = |vs: &str, a: &SocketAddr| {
-        vss.iter()
-            .any(|v| v.name == vs && v.backends.iter().any(|b| b.address == *a))
-    };
+    let running: std::collections::BTreeSet<(&str, SocketAddr)> = vss
+        .iter()
+        .flat_map(|v| v.backends.iter().map(move |b| (v.name.as_str(), b.address)))
+        .collect();
+    let present = |vs: &str, a: &SocketAddr| running.contains(&(vs, *a));
     let checks: Vec<(&str, String, &str, _)> = obs
         .checks
         .iter()

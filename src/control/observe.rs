@@ -35,8 +35,6 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub const ALL: [Phase; 3] = [Phase::VipInstall, Phase::Announce, Phase::Total];
-
     pub fn name(self) -> &'static str {
         match self {
             Phase::VipInstall => "vip_install",
