@@ -439,3 +439,33 @@ async fn ready_and_health_follow_the_daemon() {
     assert_eq!((code, body.starts_with("stopping")), (503, true), "{body}");
     assert_eq!(get(addr, "/health").await.0, 503);
 }
+
+/// Every transition reason the page can carry is listed in docs/metrics.md.
+#[test]
+fn every_transition_reason_is_documented() {
+    use vipd::control::observe::reason_label;
+    use vipd::vrrp::Reason;
+    let ip: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+    let doc = std::fs::read_to_string(DOC).unwrap();
+    let all = [
+        Reason::Startup,
+        Reason::AddressOwner,
+        Reason::MasterDownTimer,
+        Reason::PreemptHigherPriority { priority: 1 },
+        Reason::HigherPriority { priority: 1, from: ip },
+        Reason::EqualPriorityHigherAddress { priority: 1, from: ip },
+        Reason::Shutdown,
+        Reason::LinkDown,
+        Reason::LinkUp,
+        Reason::NoSourceAddress,
+        Reason::SourceAddressRestored,
+        Reason::TrackFault { what: "x".into() },
+        Reason::TrackRecovered,
+        Reason::ConfigChange,
+        Reason::PriorityChange,
+    ];
+    for r in all {
+        let l = reason_label(&r);
+        assert!(doc.contains(&format!("`{l}`")), "reason {l} is not in docs/metrics.md");
+    }
+}
