@@ -175,7 +175,19 @@ fn crash_failover_then_stale_vip_cleanup_and_preempt__SM4_EX1() {
     let took = t.elapsed();
     // Master-down for priority 100 at 0.1 s adverts is 360.9 ms; allow generous slack.
     assert!(took < Duration::from_millis(3000), "takeover took {took:?}");
-    assert!(!f.holders(VIP).contains(&"fe3".to_string()), "fe3 must stay backup");
+    // fe3's Master_Down (380.5 ms) fires only 19.6 ms after fe2's: on two
+    // loaded cores fe2's first advert can arrive later than that and fe3 is
+    // briefly master too (the RFC allows it; the virtual-time tests in
+    // tests/sim.rs prove the exact order). What must hold: fe3 steps down and
+    // fe2 alone keeps the VIP.
+    // (fe1, killed -9, still has its stale VIP.)
+    poll_until(
+        "fe3 is not holding the VIP",
+        Duration::from_secs(5),
+        Duration::from_millis(10),
+        || (!f.holders(VIP).contains(&"fe3".to_string())).then_some(()),
+    );
+    assert!(f.holders(VIP).contains(&"fe2".to_string()), "fe2 must keep the VIP");
     let (_, _) = poll_until(
         "client reaches the VIP on fe2",
         Duration::from_secs(5),
