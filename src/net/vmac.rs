@@ -7,7 +7,12 @@
 //! keepalived (vrrp_if_config.c) sets, and so do we:
 //!   macvlan: arp_ignore=1, accept_local=1, rp_filter=0, promote_secondaries=1,
 //!            IPv6 addr_gen_mode=none (no MAC-derived link-local, RFC 9568 §7.4);
-//!   base:    arp_ignore=1, arp_filter=1 (restored when its last macvlan goes).
+//!   base:    arp_ignore=1, arp_filter=1 (restored when its last macvlan goes);
+//! and, beyond keepalived, arp_announce=2 on the base (its documentation
+//! recommends it for VMAC set-ups): replies to clients leave through the base
+//! (its subnet route comes first), and with arp_announce 0 the base's ARP
+//! request for the client would carry the VIP as sender with the base's MAC,
+//! teaching the client the wrong MAC for the VIP.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -29,6 +34,7 @@ const IFLA_INET_CONF: u16 = 1;
 const NLA_F_NESTED: u16 = 0x8000;
 pub const DEVCONF_RP_FILTER: u16 = 8;
 pub const DEVCONF_ARPFILTER: u16 = 13;
+pub const DEVCONF_ARP_ANNOUNCE: u16 = 18;
 pub const DEVCONF_ARP_IGNORE: u16 = 19;
 pub const DEVCONF_PROMOTE_SECONDARIES: u16 = 20;
 pub const DEVCONF_ACCEPT_LOCAL: u16 = 23;
@@ -55,6 +61,7 @@ struct LinkView {
     base_index: Option<u32>,
     arp_ignore: Option<i32>,
     arp_filter: Option<i32>,
+    arp_announce: Option<i32>,
 }
 
 fn nl_err(e: rtnetlink::Error) -> io::Error {
@@ -80,6 +87,7 @@ fn view(l: &LinkMessage) -> LinkView {
                             if let AfSpecInet::DevConf(c) = x {
                                 v.arp_ignore = Some(c.arp_ignore);
                                 v.arp_filter = Some(c.arpfilter);
+                                v.arp_announce = Some(c.arp_announce);
                             }
                         }
                     }
@@ -126,12 +134,15 @@ impl Netlink {
         self.handle().link().set(msg).execute().await.map_err(nl_err)
     }
 
-    /// arp_ignore and arp_filter of interface `name`, read through netlink.
-    pub async fn arp_conf(&self, name: &str) -> io::Result<Option<(i32, i32)>> {
-        Ok(self
-            .link_view(name)
-            .await?
-            .and_then(|v| Some((v.arp_ignore?, v.arp_filter?))))
+    /// arp_ignore, arp_filter and arp_announce of interface `name`, read through netlink.
+    pub async fn arp_conf(&self, name: &str) -> io::Result<Option<ArpConf>> {
+        Ok(self.link_view(name).await?.and_then(|v| {
+            Some(ArpConf {
+                ignore: v.arp_ignore?,
+                filter: v.arp_filter?,
+                announce: v.arp_announce?,
+            })
+        }))
     }
 
     /// Delete the macvlan `name` if it exists and is a macvlan (never another
@@ -215,18 +226,43 @@ impl Netlink {
     }
 }
 
+/// A base interface's ARP settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArpConf {
+    pub ignore: i32,
+    pub filter: i32,
+    pub announce: i32,
+}
+
+impl ArpConf {
+    /// What a base carrying macvlans needs.
+    pub const VMAC_BASE: ArpConf = ArpConf {
+        ignore: 1,
+        filter: 1,
+        announce: 2,
+    };
+
+    fn entries(self) -> [(u16, u32); 3] {
+        [
+            (DEVCONF_ARP_IGNORE, self.ignore as u32),
+            (DEVCONF_ARPFILTER, self.filter as u32),
+            (DEVCONF_ARP_ANNOUNCE, self.announce as u32),
+        ]
+    }
+}
+
 /// The macvlans we made and the base settings we changed for them.
 #[derive(Default)]
 pub struct VmacTable {
     /// macvlan name -> its base interface.
     pub made: BTreeMap<String, String>,
-    /// base interface -> (index, arp_ignore, arp_filter) before we changed them.
-    saved: BTreeMap<String, (u32, i32, i32)>,
+    /// base interface -> (index, its settings before we changed them).
+    saved: BTreeMap<String, (u32, ArpConf)>,
 }
 
 impl VmacTable {
     /// Create (or keep) the macvlan of `spec`; on an IPv4 one set the base's
-    /// arp_ignore / arp_filter to 1, remembering the old values once.
+    /// ARP settings to [`ArpConf::VMAC_BASE`], remembering the old ones once.
     pub async fn ensure(&mut self, nl: &Netlink, spec: &VmacSpec, fresh: bool) -> io::Result<u32> {
         let index = nl
             .ensure_vmac(spec, fresh && !self.made.contains_key(&spec.ifname))
@@ -242,14 +278,13 @@ impl VmacTable {
         self.made.insert(spec.ifname.clone(), spec.base.clone());
         if !spec.ipv6 && !self.saved.contains_key(&spec.base) {
             match nl.arp_conf(&spec.base).await? {
-                Some((ign, filt)) => {
-                    if ign != 1 || filt != 1 {
-                        nl.set_inet_conf(spec.base_index, &[(DEVCONF_ARP_IGNORE, 1), (DEVCONF_ARPFILTER, 1)])
-                            .await?;
+                Some(old) => {
+                    if old != ArpConf::VMAC_BASE {
+                        nl.set_inet_conf(spec.base_index, &ArpConf::VMAC_BASE.entries()).await?;
                     }
-                    self.saved.insert(spec.base.clone(), (spec.base_index, ign, filt));
+                    self.saved.insert(spec.base.clone(), (spec.base_index, old));
                 }
-                None => warn!("{}: cannot read arp_ignore / arp_filter", spec.base),
+                None => warn!("{}: cannot read arp_ignore / arp_filter / arp_announce", spec.base),
             }
         }
         Ok(index)
@@ -266,10 +301,9 @@ impl VmacTable {
         if self.made.values().any(|b| *b == base) {
             return;
         }
-        if let Some((index, ign, filt)) = self.saved.remove(&base) {
-            let entries = [(DEVCONF_ARP_IGNORE, ign as u32), (DEVCONF_ARPFILTER, filt as u32)];
-            if let Err(e) = nl.set_inet_conf(index, &entries).await {
-                warn!("{base}: restoring arp_ignore={ign} arp_filter={filt}: {e}");
+        if let Some((index, old)) = self.saved.remove(&base) {
+            if let Err(e) = nl.set_inet_conf(index, &old.entries()).await {
+                warn!("{base}: restoring {old:?}: {e}");
             }
         }
     }

@@ -1,0 +1,357 @@
+//! use_vmac on the wire: vipd's macvlan (00:00:5e:00:0{1,2}:VRID) against
+//! vipd itself, FRR 8.4's vrrpd (which always sends from a macvlan) and
+//! keepalived 2.2.7 with use_vmac, in namespaces. Handover both ways for
+//! VRRPv3 IPv4 and IPv6; after each one a client on the LAN reaches the VIP
+//! with the neighbour entry it already had (the MAC moves with the VIP);
+//! vipd's macvlan is gone and the base's arp settings are restored after it
+//! stops.
+#![allow(non_snake_case)]
+
+mod common;
+use common::*;
+use std::path::PathBuf;
+use std::time::Duration;
+
+const VIPD: &str = env!("CARGO_BIN_EXE_vipd");
+const VIPCTL: &str = env!("CARGO_BIN_EXE_vipctl");
+const FRR: &str = "/usr/lib/frr";
+
+#[derive(Clone, Copy, PartialEq)]
+enum Fam {
+    V4,
+    V6,
+}
+
+impl Fam {
+    fn vip(self) -> &'static str {
+        match self {
+            Fam::V4 => "192.0.2.100",
+            Fam::V6 => "2001:db8::100",
+        }
+    }
+    fn vip_cidr(self) -> &'static str {
+        match self {
+            Fam::V4 => "192.0.2.100/24",
+            Fam::V6 => "2001:db8::100/64",
+        }
+    }
+    fn vmac(self) -> &'static str {
+        match self {
+            Fam::V4 => "00:00:5e:00:01:33",
+            Fam::V6 => "00:00:5e:00:02:33",
+        }
+    }
+    fn key(self) -> &'static str {
+        match self {
+            Fam::V4 => "v4",
+            Fam::V6 => "v6",
+        }
+    }
+}
+
+/// vipd on host "vipd" (.1), the peer on host "peer" (.2), a client (.3).
+struct Net {
+    lab: Lab,
+    vns: String,
+    pns: String,
+    cns: String,
+    fam: Fam,
+}
+
+fn net(tag: &str, fam: Fam) -> Net {
+    let mut lab = Lab::new(tag);
+    let vns = lab.add_host("vipd", &["192.0.2.1/24", "2001:db8::1/64"]);
+    let pns = lab.add_host("peer", &["192.0.2.2/24", "2001:db8::2/64"]);
+    let cns = lab.add_host("cl", &["192.0.2.3/24", "2001:db8::3/64"]);
+    Net {
+        lab,
+        vns,
+        pns,
+        cns,
+        fam,
+    }
+}
+
+impl Net {
+    fn sock(&self, host: &str) -> String {
+        self.lab.dir.join(format!("{host}.sock")).display().to_string()
+    }
+
+    /// vipd with use_vmac on host `ns` ("vipd" or "peer").
+    fn start_vipd(&mut self, label: &str, host: &str, prio: u8) {
+        let cfg = format!(
+            "[global]\ncontrol_socket = \"{}\"\n[vrrp_instance.VI_1]\ninterface = \"eth0\"\nvirtual_router_id = 51\n\
+             priority = {prio}\nadvert_int = 1\nuse_vmac = true\nvirtual_ipaddress = [\"{}\"]\n",
+            self.sock(host),
+            self.fam.vip_cidr()
+        );
+        let path = self.lab.dir.join(format!("{label}.toml"));
+        std::fs::write(&path, cfg).unwrap();
+        let ns = self.lab.ns(host);
+        self.lab
+            .spawn(label, &ns, &[VIPD, "-c", &path.display().to_string(), "--log", "debug"]);
+    }
+
+    fn vipd_state(&self, host: &str) -> Option<String> {
+        let ns = self.lab.ns(host);
+        let out = run(&[
+            "ip",
+            "netns",
+            "exec",
+            &ns,
+            VIPCTL,
+            "--socket",
+            &self.sock(host),
+            "status",
+            "--json",
+        ]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        Some(v["instances"][0]["state"].as_str()?.to_string())
+    }
+
+    fn wait_vipd(&self, host: &str, state: &str, limit: Duration) -> Duration {
+        poll_until(
+            &format!("vipd on {host} in {state}"),
+            limit,
+            Duration::from_millis(20),
+            || (self.vipd_state(host).as_deref() == Some(state)).then_some(()),
+        )
+        .1
+    }
+
+    /// The MAC the client's neighbour table holds for the VIP, if any.
+    fn client_mac(&self) -> Option<String> {
+        let out = sh(&["ip", "-n", &self.cns, "neigh", "show", self.fam.vip()]);
+        let words: Vec<&str> = out.split_whitespace().collect();
+        let i = words.iter().position(|w| *w == "lladdr")?;
+        words.get(i + 1).map(|s| s.to_string())
+    }
+
+    /// The client reaches the VIP (bounded retries: the first ping may race an announcement).
+    fn client_reaches_vip(&self) {
+        poll_until(
+            "client pings the VIP",
+            Duration::from_secs(5),
+            Duration::from_millis(100),
+            || {
+                run(&["ip", "netns", "exec", &self.cns, "ping", "-c1", "-W1", self.fam.vip()])
+                    .status
+                    .success()
+                    .then_some(())
+            },
+        );
+    }
+
+    /// The client reaches the VIP through the virtual MAC; with `same`, the
+    /// entry it had before was not replaced (no new resolution was needed).
+    fn client_uses_vmac(&self) {
+        self.client_reaches_vip();
+        let links = |ns: &str| sh(&["ip", "-n", ns, "-br", "link"]);
+        assert_eq!(
+            self.client_mac().as_deref(),
+            Some(self.fam.vmac()),
+            "client's neighbour entry; vipd host:\n{}peer:\n{}",
+            links(&self.vns),
+            links(&self.pns)
+        );
+    }
+
+    fn link_exists(&self, ns: &str, name: &str) -> bool {
+        run(&["ip", "-n", ns, "link", "show", name]).status.success()
+    }
+
+    fn sysctl(&self, ns: &str, key: &str) -> String {
+        sh(&["ip", "netns", "exec", ns, "sysctl", "-n", key]).trim().to_string()
+    }
+}
+
+// ---------------------------------------------------------------- FRR vrrpd
+
+impl Net {
+    fn frr_dir(&self) -> PathBuf {
+        self.lab.dir.join("frr")
+    }
+
+    /// FRR's documented set-up: a macvlan (mode bridge) with the virtual MAC
+    /// and the VIP on it, created beforehand (vrrpd never creates one), and
+    /// arp_ignore=1 and arp_announce=2 on the base (FRR leaves them to the
+    /// operator: without the first the base answers ARP for the VIP kept on
+    /// the protodown macvlan, without the second its ARP requests name the VIP
+    /// with the base's MAC; vipd sets both itself).
+    fn frr_prepare(&self) {
+        let ns = &self.pns;
+        let mv = format!("vrrp{}-51", if self.fam == Fam::V4 { 4 } else { 6 });
+        sh(&[
+            "ip", "-n", ns, "link", "add", &mv, "link", "eth0", "type", "macvlan", "mode", "bridge",
+        ]);
+        sh(&["ip", "-n", ns, "link", "set", &mv, "addrgenmode", "random"]);
+        sh(&["ip", "-n", ns, "link", "set", &mv, "address", self.fam.vmac()]);
+        let mut add = vec!["ip", "-n", ns, "addr", "add", self.fam.vip_cidr(), "dev", &mv];
+        if self.fam == Fam::V6 {
+            add.push("nodad");
+        }
+        sh(&add);
+        sh(&["ip", "-n", ns, "link", "set", &mv, "up"]);
+        for kv in ["net.ipv4.conf.eth0.arp_ignore=1", "net.ipv4.conf.eth0.arp_announce=2"] {
+            sh(&["ip", "netns", "exec", ns, "sysctl", "-qw", kv]);
+        }
+        let dir = self.frr_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        sh(&["chown", "frr:frr", &dir.display().to_string()]);
+        std::fs::write(dir.join("zebra.conf"), "hostname peer\n").unwrap();
+        sh(&["chown", "frr:frr", &dir.join("zebra.conf").display().to_string()]);
+    }
+
+    fn start_frr(&mut self, prio: u8) {
+        let dir = self.frr_dir();
+        let d = |f: &str| dir.join(f).display().to_string();
+        let ip = if self.fam == Fam::V4 { "ip" } else { "ipv6" };
+        std::fs::write(
+            dir.join("vrrpd.conf"),
+            format!(
+                "hostname peer\ninterface eth0\n vrrp 51 version 3\n vrrp 51 priority {prio}\n\
+                 vrrp 51 advertisement-interval 1000\n vrrp 51 {ip} {}\n",
+                self.fam.vip()
+            ),
+        )
+        .unwrap();
+        sh(&["chown", "frr:frr", &d("vrrpd.conf")]);
+        let ns = self.pns.clone();
+        if self.lab.pid("zebra").is_none() {
+            let _ = std::fs::remove_file(dir.join("zserv.api"));
+            self.lab.spawn(
+                "zebra",
+                &ns,
+                &[
+                    &format!("{FRR}/zebra"),
+                    "-f",
+                    &d("zebra.conf"),
+                    "-i",
+                    &d("zebra.pid"),
+                    "-z",
+                    &d("zserv.api"),
+                    "--vty_socket",
+                    &d(""),
+                    "-P",
+                    "0",
+                    "--log",
+                    &format!("file:{}", d("zebra.log")),
+                ],
+            );
+            poll_until(
+                "zebra's zserv socket",
+                Duration::from_secs(10),
+                Duration::from_millis(50),
+                || dir.join("zserv.api").exists().then_some(()),
+            );
+        }
+        self.lab.spawn(
+            "vrrpd",
+            &ns,
+            &[
+                &format!("{FRR}/vrrpd"),
+                "-f",
+                &d("vrrpd.conf"),
+                "-i",
+                &d("vrrpd.pid"),
+                "-z",
+                &d("zserv.api"),
+                "--vty_socket",
+                &d(""),
+                "-P",
+                "0",
+                "--log",
+                &format!("file:{}", d("vrrpd.log")),
+            ],
+        );
+    }
+
+    /// vrrpd's state for our family ("Master", "Backup", "Initialize").
+    fn frr_state(&self) -> Option<String> {
+        let dir = self.frr_dir().display().to_string();
+        let out = run(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.pns,
+            "vtysh",
+            "--vty_socket",
+            &dir,
+            "-c",
+            "show vrrp 51 json",
+        ]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        Some(v[0][self.fam.key()]["status"].as_str()?.to_string())
+    }
+
+    fn wait_frr(&self, state: &str, limit: Duration) -> Duration {
+        poll_until(
+            &format!("FRR vrrpd in {state}"),
+            limit,
+            Duration::from_millis(20),
+            || (self.frr_state().as_deref() == Some(state)).then_some(()),
+        )
+        .1
+    }
+}
+
+fn frr_interop(tag: &str, fam: Fam) {
+    let _g = netns_lock();
+    let mut n = net(tag, fam);
+    n.frr_prepare();
+    // 1. vipd (150) against FRR (100): vipd master, FRR backup.
+    n.start_frr(100);
+    n.wait_frr("Master", Duration::from_secs(10));
+    n.start_vipd("vipd", "vipd", 150);
+    n.wait_vipd("vipd", "master", Duration::from_secs(10));
+    n.wait_frr("Backup", Duration::from_secs(5));
+    assert!(n.link_exists(&n.vns, "vrrp.51"), "vipd's macvlan");
+    n.client_uses_vmac();
+    // 2. vipd stops (priority 0): FRR takes over; the client keeps its entry.
+    let st = n
+        .lab
+        .signal("vipd", libc::SIGTERM, Duration::from_secs(5))
+        .expect("vipd exits");
+    assert!(st.success());
+    let took = n.wait_frr("Master", Duration::from_secs(5));
+    n.client_uses_vmac();
+    assert!(!n.link_exists(&n.vns, "vrrp.51"), "vipd deleted its macvlan");
+    if fam == Fam::V4 {
+        assert_eq!(
+            n.sysctl(&n.vns, "net.ipv4.conf.eth0.arp_ignore"),
+            "0",
+            "arp_ignore restored"
+        );
+        assert_eq!(
+            n.sysctl(&n.vns, "net.ipv4.conf.eth0.arp_filter"),
+            "0",
+            "arp_filter restored"
+        );
+        assert_eq!(
+            n.sysctl(&n.vns, "net.ipv4.conf.eth0.arp_announce"),
+            "0",
+            "arp_announce restored"
+        );
+    }
+    // 3. vipd (50) under FRR: backup.
+    n.start_vipd("vipd2", "vipd", 50);
+    n.wait_vipd("vipd", "backup", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(n.frr_state().as_deref(), Some("Master"), "FRR stays master");
+    assert_eq!(n.vipd_state("vipd").as_deref(), Some("backup"));
+    // 4. FRR stops: vipd takes over; the client keeps its entry.
+    n.lab.signal("vrrpd", libc::SIGTERM, Duration::from_secs(10));
+    n.wait_vipd("vipd", "master", Duration::from_secs(6));
+    n.client_uses_vmac();
+    eprintln!("{tag}: FRR took over {took:?} after vipd's SIGTERM");
+}
+
+#[test]
+fn frr_vmac_interop_v3_ipv4() {
+    frr_interop("fv4", Fam::V4);
+}
+
+#[test]
+fn frr_vmac_interop_v3_ipv6() {
+    frr_interop("fv6", Fam::V6);
+}
