@@ -79,9 +79,13 @@ impl Net {
 
     /// vipd with use_vmac on host `ns` ("vipd" or "peer").
     fn start_vipd(&mut self, label: &str, host: &str, prio: u8) {
+        self.start_vipd_with(label, host, prio, "");
+    }
+
+    fn start_vipd_with(&mut self, label: &str, host: &str, prio: u8, extra: &str) {
         let cfg = format!(
             "[global]\ncontrol_socket = \"{}\"\n[vrrp_instance.VI_1]\ninterface = \"eth0\"\nvirtual_router_id = 51\n\
-             priority = {prio}\nadvert_int = 1\nuse_vmac = true\nvirtual_ipaddress = [\"{}\"]\n",
+             priority = {prio}\nadvert_int = 1\nuse_vmac = true\nvirtual_ipaddress = [\"{}\"]\n{extra}",
             self.sock(host),
             self.fam.vip_cidr()
         );
@@ -354,4 +358,157 @@ fn frr_vmac_interop_v3_ipv4() {
 #[test]
 fn frr_vmac_interop_v3_ipv6() {
     frr_interop("fv6", Fam::V6);
+}
+
+// ------------------------------------------------------ keepalived use_vmac
+
+impl Net {
+    /// keepalived sets arp_ignore / arp_filter on the base but not
+    /// arp_announce (its documentation on VMAC asks the operator to tune ARP):
+    /// without arp_announce=2 this run showed the client learning the base's
+    /// MAC for the VIP from keepalived's host as master. vipd sets it itself.
+    fn start_ka(&mut self, prio: u8) {
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.pns,
+            "sysctl",
+            "-qw",
+            "net.ipv4.conf.eth0.arp_announce=2",
+        ]);
+        let conf = format!(
+            "global_defs {{\n    router_id ka\n    vrrp_version 3\n    script_user root\n    enable_script_security\n}}\n\
+             vrrp_instance VI_1 {{\n    state BACKUP\n    interface eth0\n    use_vmac\n    virtual_router_id 51\n    priority {prio}\n    advert_int 1\n\
+             virtual_ipaddress {{\n        {}\n    }}\n}}\n",
+            self.fam.vip_cidr()
+        );
+        let d = self.lab.dir.clone();
+        let path = d.join("keepalived.conf");
+        std::fs::write(&path, conf).unwrap();
+        let ns = self.pns.clone();
+        let args = [
+            "keepalived",
+            "--dont-fork",
+            "--log-console",
+            "--log-detail",
+            "--vrrp",
+            "--use-file",
+            &path.display().to_string(),
+            "--pid",
+            &d.join("ka.pid").display().to_string(),
+            "--vrrp_pid",
+            &d.join("ka-vrrp.pid").display().to_string(),
+        ]
+        .map(|s| s.to_string());
+        let argv: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+        self.lab.spawn("ka", &ns, &argv);
+    }
+
+    fn ka_holds(&self) -> bool {
+        self.lab.has_addr(&self.pns, self.fam.vip())
+    }
+}
+
+fn keepalived_vmac_interop(tag: &str, fam: Fam) {
+    let _g = netns_lock();
+    let mut n = net(tag, fam);
+    // 1. vipd (150) against keepalived (100), both with use_vmac.
+    n.start_ka(100);
+    n.start_vipd("vipd", "vipd", 150);
+    n.wait_vipd("vipd", "master", Duration::from_secs(15));
+    poll_until(
+        "keepalived enters BACKUP",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || n.lab.log("ka").contains("Entering BACKUP STATE").then_some(()),
+    );
+    assert!(!n.ka_holds(), "keepalived holds the VIP as backup");
+    n.client_uses_vmac();
+    // 2. vipd stops: keepalived takes over; the client keeps its entry.
+    let st = n
+        .lab
+        .signal("vipd", libc::SIGTERM, Duration::from_secs(5))
+        .expect("vipd exits");
+    assert!(st.success());
+    poll_until(
+        "keepalived holds the VIP",
+        Duration::from_secs(5),
+        Duration::from_millis(20),
+        || n.ka_holds().then_some(()),
+    );
+    n.client_uses_vmac();
+    // 3. vipd (50) under keepalived: backup.
+    n.start_vipd("vipd2", "vipd", 50);
+    n.wait_vipd("vipd", "backup", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(n.ka_holds(), "keepalived stays master");
+    assert_eq!(n.vipd_state("vipd").as_deref(), Some("backup"));
+    // 4. keepalived stops: vipd takes over; the client keeps its entry.
+    n.lab.signal("ka", libc::SIGTERM, Duration::from_secs(10));
+    n.wait_vipd("vipd", "master", Duration::from_secs(6));
+    n.client_uses_vmac();
+}
+
+#[test]
+fn keepalived_vmac_interop_v3_ipv4() {
+    keepalived_vmac_interop("kmv4", Fam::V4);
+}
+
+#[test]
+fn keepalived_vmac_interop_v3_ipv6() {
+    keepalived_vmac_interop("kmv6", Fam::V6);
+}
+
+// ------------------------------------------------------------ vipd and vipd
+
+/// Two vipd with use_vmac, one with vmac_xmit_base; a macvlan left by a
+/// crashed run (wrong MAC, a VIP on it) is replaced at start-up.
+#[test]
+fn vipd_vmac_pair_xmit_base_and_stale_macvlan() {
+    let _g = netns_lock();
+    let mut n = net("vmp", Fam::V4);
+    let ns = n.vns.clone();
+    sh(&[
+        "ip", "-n", &ns, "link", "add", "vrrp.51", "link", "eth0", "type", "macvlan", "mode", "bridge",
+    ]);
+    sh(&[
+        "ip",
+        "-n",
+        &ns,
+        "link",
+        "set",
+        "vrrp.51",
+        "address",
+        "02:00:00:00:00:99",
+    ]);
+    sh(&["ip", "-n", &ns, "addr", "add", "192.0.2.100/24", "dev", "vrrp.51"]);
+    sh(&["ip", "-n", &ns, "link", "set", "vrrp.51", "up"]);
+    n.start_vipd_with("peer", "peer", 100, "vmac_xmit_base = true\n");
+    n.start_vipd("vipd", "vipd", 150);
+    n.wait_vipd("vipd", "master", Duration::from_secs(10));
+    n.wait_vipd("peer", "backup", Duration::from_secs(5));
+    let link = sh(&["ip", "-n", &ns, "-d", "link", "show", "vrrp.51"]);
+    assert!(
+        link.contains("00:00:5e:00:01:33") && link.contains("macvlan mode private"),
+        "{link}"
+    );
+    n.client_uses_vmac();
+    // A crash leaves the macvlan and its VIP behind; the peer takes over.
+    n.lab.signal("vipd", libc::SIGKILL, Duration::from_secs(5));
+    n.wait_vipd("peer", "master", Duration::from_secs(6));
+    n.client_uses_vmac();
+    assert!(n.link_exists(&ns, "vrrp.51"));
+    // Restarted below the peer: the stale macvlan is replaced (no VIP on the
+    // new one), and the peer's adverts, sent from its base, keep it backup.
+    n.start_vipd("vipd2", "vipd", 50);
+    n.wait_vipd("vipd", "backup", Duration::from_secs(10));
+    assert!(
+        !n.lab.has_addr(&ns, "192.0.2.100"),
+        "stale VIP removed with the stale macvlan"
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(n.vipd_state("vipd").as_deref(), Some("backup"));
+    assert_eq!(n.vipd_state("peer").as_deref(), Some("master"));
+    n.client_uses_vmac();
 }
