@@ -345,9 +345,9 @@ fn frr_interop(tag: &str, fam: Fam) {
     assert_eq!(n.vipd_state("vipd").as_deref(), Some("backup"));
     // 4. FRR stops: vipd takes over; the client keeps its entry.
     n.lab.signal("vrrpd", libc::SIGTERM, Duration::from_secs(10));
-    n.wait_vipd("vipd", "master", Duration::from_secs(6));
+    let back = n.wait_vipd("vipd", "master", Duration::from_secs(6));
     n.client_uses_vmac();
-    eprintln!("{tag}: FRR took over {took:?} after vipd's SIGTERM");
+    eprintln!("{tag}: FRR took over {took:?} after vipd's SIGTERM, vipd {back:?} after FRR's");
 }
 
 #[test]

@@ -276,7 +276,9 @@ impl VmacTable {
             );
         }
         self.made.insert(spec.ifname.clone(), spec.base.clone());
-        if !spec.ipv6 && !self.saved.contains_key(&spec.base) {
+        // (A base recreated under the same name has a new index and the kernel's defaults again.)
+        let stale = self.saved.get(&spec.base).map(|s| s.0) != Some(spec.base_index);
+        if !spec.ipv6 && stale {
             match nl.arp_conf(&spec.base).await? {
                 Some(old) => {
                     if old != ArpConf::VMAC_BASE {
