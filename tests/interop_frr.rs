@@ -512,3 +512,48 @@ fn vipd_vmac_pair_xmit_base_and_stale_macvlan() {
     assert_eq!(n.vipd_state("peer").as_deref(), Some("master"));
     n.client_uses_vmac();
 }
+
+/// garp_master_refresh on the wire: with one GARP at master entry, no
+/// second burst and a refresh every second of 2 frames, a client sees the
+/// virtual MAC announced again and again (without the refresh: once).
+#[test]
+fn vipd_vmac_garp_master_refresh_on_the_wire() {
+    let _g = netns_lock();
+    let mut n = net("vmr", Fam::V4);
+    let cns = n.cns.clone();
+    n.lab.spawn(
+        "tcpdump",
+        &cns,
+        &[
+            "tcpdump",
+            "-n",
+            "-l",
+            "-e",
+            "-i",
+            "eth0",
+            "arp and ether src 00:00:5e:00:01:33",
+        ],
+    );
+    poll_until(
+        "tcpdump listens",
+        Duration::from_secs(5),
+        Duration::from_millis(20),
+        || n.lab.log("tcpdump").contains("listening on").then_some(()),
+    );
+    n.start_vipd_with(
+        "vipd",
+        "vipd",
+        150,
+        "garp_master_repeat = 1\ngarp_master_delay = 0\ngarp_master_refresh = 1\ngarp_master_refresh_repeat = 2\n",
+    );
+    n.wait_vipd("vipd", "master", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(3500));
+    n.lab.signal("tcpdump", libc::SIGINT, Duration::from_secs(5));
+    let dump = n.lab.log("tcpdump");
+    let garps = dump
+        .lines()
+        .filter(|l| l.contains("who-has 192.0.2.100") && l.contains("tell 192.0.2.100"))
+        .count();
+    // 1 at entry + 2 per refresh, 3 refreshes in 3.5 s (generous bounds).
+    assert!((5..=11).contains(&garps), "{garps} GARPs from the virtual MAC:\n{dump}");
+}
