@@ -557,3 +557,26 @@ fn vipd_vmac_garp_master_refresh_on_the_wire() {
     // 1 at entry + 2 per refresh, 3 refreshes in 3.5 s (generous bounds).
     assert!((5..=11).contains(&garps), "{garps} GARPs from the virtual MAC:\n{dump}");
 }
+
+/// An interface with the macvlan's name that is not a macvlan is never
+/// touched, and the instance stays in FAULT (no master without its VIPs).
+#[test]
+fn vipd_vmac_name_taken_by_another_interface_is_fault() {
+    let _g = netns_lock();
+    let mut n = net("vmt", Fam::V4);
+    let ns = n.vns.clone();
+    sh(&["ip", "-n", &ns, "link", "add", "vrrp.51", "type", "bridge"]);
+    sh(&["ip", "-n", &ns, "link", "set", "vrrp.51", "up"]);
+    n.start_vipd("vipd", "vipd", 150);
+    n.wait_vipd("vipd", "fault", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(n.vipd_state("vipd").as_deref(), Some("fault"));
+    let link = sh(&["ip", "-n", &ns, "-d", "link", "show", "vrrp.51"]);
+    assert!(link.contains("bridge"), "{link}");
+    assert!(!n.lab.has_addr(&ns, "192.0.2.100"));
+    assert!(n.lab.log("vipd").contains("not a macvlan"), "{}", n.lab.log("vipd"));
+    n.lab
+        .signal("vipd", libc::SIGTERM, Duration::from_secs(5))
+        .expect("vipd exits");
+    assert!(n.link_exists(&ns, "vrrp.51"), "the bridge survives vipd's exit");
+}

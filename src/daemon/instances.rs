@@ -102,7 +102,8 @@ impl Daemon {
         // Stale VIPs may sit on the base and (use_vmac) on the macvlan.
         let mut homes = vec![inst.interface.clone()];
         homes.extend(inst.vmac.as_ref().map(|v| v.ifname.clone()));
-        for home in homes.iter().filter(|_| startup_cleanup) {
+        homes.retain(|h| startup_cleanup && !self.foreign_vmac(h));
+        for home in &homes {
             if let Some(f) = self.links.facts(home).cloned() {
                 let mut removed = false;
                 for net in &inst.vips {

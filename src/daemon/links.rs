@@ -442,6 +442,10 @@ impl Daemon {
         wanted.dedup();
         self.links.sockets.retain(|k, _| wanted.contains(k));
         for (name, fam) in wanted {
+            if self.foreign_vmac(&name) {
+                self.links.sockets.remove(&(name, fam));
+                continue;
+            }
             let Some(index) = self.links.facts(&name).map(|f| f.index) else {
                 self.links.sockets.remove(&(name, fam));
                 continue;

@@ -59,7 +59,14 @@ impl Daemon {
                 match self.links.vmacs.table.ensure(&self.links.nl, &spec, fresh).await {
                     Ok(_) => changed = true,
                     Err(e) => {
-                        error!("{}: cannot set up the macvlan on {base}: {e}", vmac.ifname);
+                        // Without its macvlan the instance has no socket, hence no
+                        // source: it stays in FAULT (never a master without VIPs).
+                        if let Some(n) = self.limiter.allow(format!("{}/vmac", vmac.ifname)) {
+                            error!(
+                                "{}: cannot set up the macvlan on {base}: {e} (instance in FAULT) [{n} similar suppressed]",
+                                vmac.ifname
+                            );
+                        }
                         continue;
                     }
                 }
@@ -111,6 +118,16 @@ impl Daemon {
             }
         }
         self.links.vmacs.tx.retain(|k, _| keep.contains(k));
+    }
+
+    /// Is `ifname` the macvlan of a `use_vmac` instance that we have not made
+    /// (yet)? Then it is not ours: no socket, no VIP, no setting on it.
+    pub(super) fn foreign_vmac(&self, ifname: &str) -> bool {
+        self.cfg
+            .instances
+            .iter()
+            .any(|i| i.vmac.as_ref().is_some_and(|v| v.ifname == ifname))
+            && !self.links.vmacs.table.made.contains_key(ifname)
     }
 
     /// The base's send-only socket of a `vmac_xmit_base` instance `i`.
