@@ -580,3 +580,54 @@ fn vipd_vmac_name_taken_by_another_interface_is_fault() {
         .expect("vipd exits");
     assert!(n.link_exists(&ns, "vrrp.51"), "the bridge survives vipd's exit");
 }
+
+/// Reload turning use_vmac off and on again: the instance leaves and comes
+/// back, the VIP moves between the macvlan and the base, the macvlan goes
+/// and comes, and the base's ARP settings follow.
+#[test]
+fn vipd_vmac_reload_off_and_on() {
+    let _g = netns_lock();
+    let mut n = net("vml", Fam::V4);
+    let ns = n.vns.clone();
+    n.start_vipd("vipd", "vipd", 150);
+    n.wait_vipd("vipd", "master", Duration::from_secs(10));
+    let on = std::fs::read_to_string(n.lab.dir.join("vipd.toml")).unwrap();
+    let reload = |n: &Net, text: &str| {
+        std::fs::write(n.lab.dir.join("vipd.toml"), text).unwrap();
+        let out = run(&[
+            "ip",
+            "netns",
+            "exec",
+            &n.vns,
+            VIPCTL,
+            "--socket",
+            &n.sock("vipd"),
+            "reload",
+        ]);
+        assert!(out.status.success(), "reload: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let holds_on = |n: &Net, dev: &str| {
+        let out = sh(&["ip", "-n", &n.vns, "-o", "addr", "show", "dev", dev]);
+        out.contains("192.0.2.100/24")
+    };
+    reload(&n, &on.replace("use_vmac = true\n", ""));
+    poll_until(
+        "the VIP on eth0, no macvlan",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || (holds_on(&n, "eth0") && !n.link_exists(&ns, "vrrp.51")).then_some(()),
+    );
+    assert_eq!(n.sysctl(&ns, "net.ipv4.conf.eth0.arp_ignore"), "0");
+    n.client_reaches_vip();
+    reload(&n, &on);
+    poll_until(
+        "the VIP on the macvlan again",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || (n.link_exists(&ns, "vrrp.51") && holds_on(&n, "vrrp.51") && !holds_on(&n, "eth0")).then_some(()),
+    );
+    assert_eq!(n.sysctl(&ns, "net.ipv4.conf.eth0.arp_ignore"), "1");
+    n.wait_vipd("vipd", "master", Duration::from_secs(10));
+    sh(&["ip", "-n", &n.cns, "neigh", "flush", "all"]);
+    n.client_uses_vmac();
+}
