@@ -9,6 +9,7 @@
 //!
 //! steps.txt DSL (one per line, `#` comments):
 //!   config prio=100 int=100 ver=3 preempt=true delay=0 vips=192.0.2.100 local=192.0.2.2|none peers=A,B allowed=A,B auth=pw garp=5 garp_delay=5000000
+//!          refresh=0 refresh_repeat=1 lower_prio_repeat=N (garp_master_refresh µs, its repeat, garp_lower_prio_repeat)
 //!   T startup | shutdown | tick | linkdown | linkup | prio N | localaddr A|none
 //!   T advert src=A prio=N [int=N] [ver=2|3] [vrid=N] [form=ph|mo] [auth=pw] [addrs=A,B (default 192.0.2.100)]
 //!   T discard REASON [vrid=N]
@@ -78,6 +79,9 @@ fn apply_config(c: &mut RouterConfig, local: &mut Option<IpAddr>, pairs: &[(Stri
             "garp" => c.garp_master_repeat = v.parse().unwrap(),
             "garp_delay" => c.garp_master_delay = Micros(v.parse().unwrap()),
             "vrid" => c.vrid = v.parse().unwrap(),
+            "refresh" => c.announce.refresh = Micros(v.parse().unwrap()),
+            "refresh_repeat" => c.announce.refresh_repeat = v.parse().unwrap(),
+            "lower_prio_repeat" => c.announce.lower_prio_repeat = Some(v.parse().unwrap()),
             other => panic!("unknown config key {other}"),
         }
     }
@@ -104,6 +108,7 @@ fn base_config() -> RouterConfig {
         checksum_form: ChecksumForm::PseudoHeader,
         garp_master_repeat: 5,
         garp_master_delay: Micros(5_000_000),
+        announce: Default::default(),
     }
 }
 
@@ -335,6 +340,7 @@ macro_rules! golden_cases {
 
 golden_cases! {
     EX3_second_garp_burst,
+    EX3_garp_master_refresh,
     RX_address_list_mismatch_counted_not_discarded,
     RX1_decode_discards_pass_through,
     RX10_v2_interval_mismatch,
@@ -353,6 +359,7 @@ golden_cases! {
     SM10_higher_priority_makes_master_backup,
     SM11_lower_priority_reassert,
     SM11_lower_priority_reannounce_once_per_interval,
+    SM11_garp_lower_prio_repeat,
     SM14_tracked_weight_zero_fault_and_recovery,
     SM12_shutdown_backup,
     SM12_shutdown_master_sends_priority_zero,

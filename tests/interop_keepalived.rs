@@ -2,6 +2,9 @@
 //! same namespaces: one master is elected, handover works in both directions
 //! by priority and on stop, for v3 (IPv4, IPv6) and v2, and keepalived never
 //! complains about our packets (checksum, TTL, interval, authentication).
+//! Unicast too: keepalived with `unicast_src_ip` / `unicast_peer` against
+//! vipd's `unicast_peer`, both directions, with no multicast advert on the
+//! wire.
 #![allow(non_snake_case)]
 
 mod common;
@@ -16,6 +19,8 @@ enum Flavour {
     V3v4,
     V3v6,
     V2,
+    /// VRRPv3 over IPv4 with unicast adverts on both sides.
+    V3v4Unicast,
 }
 
 impl Flavour {
@@ -54,6 +59,7 @@ impl Pair {
     fn start_vipd(&mut self, prio: u8) {
         let (version, extra) = match self.fl {
             Flavour::V2 => (2, "authentication = { auth_type = \"PASS\", auth_pass = \"s3cret\" }\n"),
+            Flavour::V3v4Unicast => (3, "unicast_src_ip = \"192.0.2.1\"\nunicast_peer = [\"192.0.2.2\"]\n"),
             _ => (3, ""),
         };
         let cfg = format!(
@@ -75,6 +81,10 @@ impl Pair {
             Flavour::V2 => (
                 2,
                 "    authentication {\n        auth_type PASS\n        auth_pass s3cret\n    }\n",
+            ),
+            Flavour::V3v4Unicast => (
+                3,
+                "    unicast_src_ip 192.0.2.2\n    unicast_peer {\n        192.0.2.1\n    }\n",
             ),
             _ => (3, ""),
         };
@@ -161,6 +171,21 @@ fn run_interop(tag: &str, fl: Flavour) {
     let _g = netns_lock();
     // 1. vipd higher priority: vipd master, keepalived backup.
     let mut p = pair(tag, fl);
+    // Unicast: watch VRRP on the bridge side of vipd's link during the whole
+    // run: adverts both ways between the two addresses, none to the group.
+    let unicast = matches!(fl, Flavour::V3v4Unicast);
+    if unicast {
+        let port = p.lab.bridge_port("vipd");
+        let br = p.lab.bridge_ns.clone();
+        p.lab
+            .spawn("tcpdump", &br, &["tcpdump", "-n", "-l", "-i", &port, "ip proto 112"]);
+        poll_until(
+            "tcpdump listens",
+            Duration::from_secs(5),
+            Duration::from_millis(20),
+            || p.lab.log("tcpdump").contains("listening on").then_some(()),
+        );
+    }
     p.start_ka(100);
     p.start_vipd(150);
     p.wait_holder(true, Duration::from_secs(15));
@@ -203,6 +228,15 @@ fn run_interop(tag: &str, fl: Flavour) {
     std::thread::sleep(Duration::from_secs(2));
     p.wait_holder(true, Duration::from_secs(5));
     p.assert_ka_happy();
+    if unicast {
+        p.lab.signal("tcpdump", libc::SIGINT, Duration::from_secs(5));
+        let dump = p.lab.log("tcpdump");
+        let group: Vec<&str> = dump.lines().filter(|l| l.contains("224.0.0.18")).collect();
+        assert!(group.is_empty(), "multicast adverts in unicast mode: {group:?}");
+        for dir in ["192.0.2.1 > 192.0.2.2", "192.0.2.2 > 192.0.2.1"] {
+            assert!(dump.contains(dir), "no unicast advert {dir}:\n{dump}");
+        }
+    }
 }
 
 #[test]
@@ -218,4 +252,9 @@ fn keepalived_interop_v3_ipv6__RX9_TX3() {
 #[test]
 fn keepalived_interop_v2_with_password__RX10_RX11() {
     run_interop("kv2", Flavour::V2);
+}
+
+#[test]
+fn keepalived_interop_v3_ipv4_unicast__RX14() {
+    run_interop("kvu", Flavour::V3v4Unicast);
 }

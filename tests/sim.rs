@@ -31,6 +31,7 @@ fn cfg(prio: u8, interval_cs: u16) -> RouterConfig {
         checksum_form: ChecksumForm::PseudoHeader,
         garp_master_repeat: 5,
         garp_master_delay: Micros::from_secs(5),
+        announce: Default::default(),
     }
 }
 

@@ -33,6 +33,9 @@ pub struct Instance {
     pub unicast_src_ip: Option<IpAddr>,
     pub track_interface: Vec<TrackInterface>,
     pub notify: Option<PathBuf>,
+    /// `use_vmac` (src/config/vmac.rs): the macvlan with the virtual MAC.
+    #[serde(default)]
+    pub vmac: Option<super::vmac::Vmac>,
 }
 
 /// The dotted key of a field of instance `name`.
@@ -69,6 +72,8 @@ impl Cx<'_> {
         let (garp_master_repeat, garp_master_delay) = self.garp(name, r)?;
         let track_interface = self.track_interface(name, r)?;
         let notify = self.notify(name, r)?;
+        let vmac = self.vmac(name, r, &interface, vrid)?;
+        let announce = self.announce(name, r)?;
         let router = RouterConfig {
             name: name.to_string(),
             vrid,
@@ -84,6 +89,7 @@ impl Cx<'_> {
             checksum_form,
             garp_master_repeat,
             garp_master_delay,
+            announce,
         };
         Ok(Instance {
             name: name.to_string(),
@@ -93,6 +99,7 @@ impl Cx<'_> {
             unicast_src_ip,
             track_interface,
             notify,
+            vmac,
         })
     }
 

@@ -13,6 +13,7 @@ mod instance;
 mod raw;
 mod server;
 mod specs;
+mod vmac;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -28,6 +29,7 @@ pub use diag::{did_you_mean, parse_all, render};
 pub use instance::{Instance, TrackInterface};
 pub use server::{Admin, LbAlgo, OnMarkedDown, Protocol, RealServer, StreamLimits, VirtualServer};
 pub use specs::{passive_policy, table_spec};
+pub use vmac::Vmac;
 
 /// The control socket when `global.control_socket` is not set, and `vipctl`'s default.
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/vipd/vipd.sock";
@@ -212,6 +214,9 @@ impl Cx<'_> {
             }
         }
         if let Err(e) = self.cross_check_instances(&raw, &instances) {
+            errors.push(e);
+        }
+        if let Err(e) = self.cross_check_vmacs(&raw, &mut instances) {
             errors.push(e);
         }
         let mut servers: Vec<VirtualServer> = Vec::new();

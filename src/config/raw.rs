@@ -66,6 +66,12 @@ pub struct Instance {
     pub garp_master_delay: Option<Spanned<NumOrStr>>,
     pub track_interface: Option<Vec<Spanned<Track>>>,
     pub notify: Option<Spanned<String>>,
+    // Virtual MAC and announcements (src/config/vmac.rs).
+    pub use_vmac: Option<Spanned<super::vmac::BoolOrName>>,
+    pub vmac_xmit_base: Option<Spanned<bool>>,
+    pub garp_master_refresh: Option<Spanned<NumOrStr>>,
+    pub garp_master_refresh_repeat: Option<Spanned<i64>>,
+    pub garp_lower_prio_repeat: Option<Spanned<i64>>,
 }
 
 /// An HTTP status: 200, "2xx", or [200, 399].

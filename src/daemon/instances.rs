@@ -91,7 +91,7 @@ impl Instances {
             .get(&(family, vrid))?
             .iter()
             .copied()
-            .find(|&i| self.list.get(i).is_some_and(|x| x.cfg.interface == ifname))
+            .find(|&i| self.list.get(i).is_some_and(|x| x.cfg.rx_interface() == ifname))
     }
 }
 
@@ -99,8 +99,12 @@ impl Daemon {
     /// Create a router for `inst`, remove stale VIPs of an earlier run (EX1,
     /// whatever their prefix) and start it.
     pub(super) async fn add_instance(&mut self, inst: Instance, startup_cleanup: bool) {
-        if startup_cleanup {
-            if let Some(f) = self.links.facts(&inst.interface).cloned() {
+        // Stale VIPs may sit on the base and (use_vmac) on the macvlan.
+        let mut homes = vec![inst.interface.clone()];
+        homes.extend(inst.vmac.as_ref().map(|v| v.ifname.clone()));
+        homes.retain(|h| startup_cleanup && !self.foreign_vmac(h));
+        for home in &homes {
+            if let Some(f) = self.links.facts(home).cloned() {
                 let mut removed = false;
                 for net in &inst.vips {
                     if let Some(&prefix) = f.addrs.get(&net.ip()) {
@@ -294,8 +298,16 @@ impl Daemon {
             }
             return;
         };
-        let Some(sock) = self.links.sockets.get(&(inst.cfg.interface.clone(), inst.family)) else {
-            return;
+        let sock = match self.vmac_tx_socket(i) {
+            Some(s) => s,
+            None => match self
+                .links
+                .sockets
+                .get(&(inst.cfg.rx_interface().to_string(), inst.family))
+            {
+                Some(s) => s.sock.clone(),
+                None => return,
+            },
         };
         let dsts: Vec<IpAddr> = if inst.cfg.router.unicast_peers.is_empty() {
             vec![inst.family.group()]
@@ -304,7 +316,7 @@ impl Daemon {
         };
         for dst in dsts {
             let bytes = wire::emit(advert, src, dst, form);
-            if let Err(e) = sock.sock.send(&bytes, src, dst) {
+            if let Err(e) = sock.send(&bytes, src, dst) {
                 if self.limiter.allow(format!("{}/send", inst.cfg.name)).is_some() {
                     warn!("{}: sending advert to {dst}: {e}", inst.cfg.name);
                 }

@@ -126,6 +126,8 @@ pub(super) struct Links {
     refresh_dirty: bool,
     /// sysctl files we changed and their old contents, restored on exit.
     sysctl_restore: Vec<(PathBuf, String)>,
+    /// `use_vmac` macvlans and their send sockets (daemon/vmac.rs).
+    pub(super) vmacs: super::vmac::Vmacs,
 }
 
 impl Links {
@@ -138,6 +140,7 @@ impl Links {
             refresh_inflight: false,
             refresh_dirty: false,
             sysctl_restore: Vec::new(),
+            vmacs: Default::default(),
         }
     }
 
@@ -275,6 +278,7 @@ impl Daemon {
         let mut names: Vec<String> = Vec::new();
         for i in &self.cfg.instances {
             names.push(i.interface.clone());
+            names.extend(i.vmac.as_ref().map(|v| v.ifname.clone()));
             names.extend(i.track_interface.iter().map(|t| t.interface.clone()));
         }
         names.sort();
@@ -355,6 +359,7 @@ impl Daemon {
     /// source and tracked priority, act on what changed, then make the
     /// interface hold exactly what the state says.
     pub(super) async fn on_facts_changed(&mut self) {
+        self.sync_vmacs(false).await;
         self.ensure_sockets();
         let now = self.clock.now();
         let vips = self.configured_vips();
@@ -414,7 +419,11 @@ impl Daemon {
     /// Instance `i`'s source address, `None` without a usable one or a socket.
     pub(super) fn source_of(&self, i: usize, vips: &BTreeSet<IpAddr>) -> Option<IpAddr> {
         let x = &self.insts.list[i];
-        if !self.links.sockets.contains_key(&(x.cfg.interface.clone(), x.family)) {
+        if !self
+            .links
+            .sockets
+            .contains_key(&(x.cfg.rx_interface().to_string(), x.family))
+        {
             return None;
         }
         source_for(&x.cfg, self.links.facts(&x.cfg.interface), vips)
@@ -427,12 +436,16 @@ impl Daemon {
             .insts
             .list
             .iter()
-            .map(|i| (i.cfg.interface.clone(), i.family))
+            .map(|i| (i.cfg.rx_interface().to_string(), i.family))
             .collect();
         wanted.sort_by(|a, b| (&a.0, a.1 as u8).cmp(&(&b.0, b.1 as u8)));
         wanted.dedup();
         self.links.sockets.retain(|k, _| wanted.contains(k));
         for (name, fam) in wanted {
+            if self.foreign_vmac(&name) {
+                self.links.sockets.remove(&(name, fam));
+                continue;
+            }
             let Some(index) = self.links.facts(&name).map(|f| f.index) else {
                 self.links.sockets.remove(&(name, fam));
                 continue;
@@ -464,7 +477,7 @@ impl Daemon {
     /// Gratuitous ARP / unsolicited NA for `vips` of instance `i`, `count` times.
     pub(super) fn announce(&mut self, i: usize, vips: &[IpAddr], count: u32) {
         let inst = &self.insts.list[i];
-        let Some(iface) = self.links.ifaces.get(&inst.cfg.interface) else {
+        let Some(iface) = self.links.ifaces.get(inst.cfg.vip_interface()) else {
             return;
         };
         let (Some(p), Some(f)) = (iface.packet.as_ref(), iface.facts.as_ref()) else {
@@ -511,7 +524,12 @@ impl Daemon {
         } else {
             BTreeMap::new()
         };
-        let Some(facts) = self.links.ifaces.get(&x.cfg.interface).and_then(|f| f.facts.as_ref()) else {
+        let Some(facts) = self
+            .links
+            .ifaces
+            .get(x.cfg.vip_interface())
+            .and_then(|f| f.facts.as_ref())
+        else {
             // No interface: its addresses went with it.
             x.vips.owned.clear();
             x.vips.confirmed.clear();
@@ -556,7 +574,7 @@ impl Daemon {
         let Some(i) = self.insts.position(inst) else {
             return;
         };
-        let ifname = self.insts.list[i].cfg.interface.clone();
+        let ifname = self.insts.list[i].cfg.vip_interface().to_string();
         let b = &mut self.insts.list[i].vips;
         if let Some(n) = b.inflight.get_mut(&ip) {
             *n -= 1;
@@ -616,7 +634,7 @@ impl Daemon {
             self.refresh_now().await;
             let mut pending = Vec::new();
             for x in &self.insts.list {
-                let Some(f) = self.links.facts(&x.cfg.interface) else {
+                let Some(f) = self.links.facts(x.cfg.vip_interface()) else {
                     continue;
                 };
                 for ip in x.vips.owned.keys() {

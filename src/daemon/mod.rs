@@ -11,6 +11,7 @@ mod instances;
 mod links;
 mod reload;
 mod systemd;
+mod vmac;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -182,6 +183,7 @@ impl Daemon {
             obs,
         };
         d.refresh_now().await;
+        d.sync_vmacs(true).await;
         for inst in cfg.instances.clone() {
             d.add_instance(inst, true).await;
         }
@@ -318,6 +320,7 @@ impl Daemon {
             }
         }
         self.release_all_vips().await;
+        self.remove_all_vmacs().await;
         if let Some(b) = self.balancer.take() {
             b.shutdown(Duration::from_secs(2)).await;
         }

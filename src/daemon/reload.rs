@@ -37,6 +37,7 @@ impl Daemon {
         let removed = self.remove_incompatible(&new).await;
         self.cfg = new.clone();
         self.refresh_now().await;
+        self.sync_vmacs(false).await;
         let (mut kept, mut changed, mut added) = (0, 0, 0);
         for n in &new.instances {
             let Some(i) = self.insts.position(&n.name) else {
@@ -87,6 +88,7 @@ impl Daemon {
                     && n.router.version == old.cfg.router.version
                     && family_of(n) == old.family
                     && n.unicast_src_ip == old.cfg.unicast_src_ip
+                    && n.vmac == old.cfg.vmac
             });
             if keep {
                 i += 1;
@@ -105,7 +107,7 @@ impl Daemon {
     async fn release_vips_of(&mut self, i: usize) {
         self.refresh_now().await;
         let x = &self.insts.list[i];
-        let Some(f) = self.links.facts(&x.cfg.interface).cloned() else {
+        let Some(f) = self.links.facts(x.cfg.vip_interface()).cloned() else {
             return;
         };
         for ip in x.vips.owned.keys() {

@@ -5,4 +5,5 @@
 pub mod announce;
 pub mod netlink;
 pub mod timer;
+pub mod vmac;
 pub mod vrrp_socket;

@@ -69,6 +69,11 @@ impl Netlink {
         Ok(Netlink { handle })
     }
 
+    /// The request handle, for the other netlink users of `net` (`vmac`).
+    pub(crate) fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
     /// Facts about interface `name`, or `None` if it does not exist.
     pub async fn facts(&self, name: &str) -> io::Result<Option<IfFacts>> {
         let mut links = self.handle.link().get().match_name(name.to_string()).execute();

@@ -48,6 +48,16 @@ impl VrrpSocket {
     /// Open a raw VRRP socket on `ifname` (index `ifindex`) for `family`,
     /// joined to the VRRP group on that interface.
     pub fn open(ifname: &str, ifindex: u32, family: Family) -> io::Result<VrrpSocket> {
+        Self::open_with(ifname, ifindex, family, true)
+    }
+
+    /// A socket that only sends from `ifname` (a `use_vmac` macvlan): it
+    /// joins no group, so no advert is queued on it unread.
+    pub fn open_send_only(ifname: &str, ifindex: u32, family: Family) -> io::Result<VrrpSocket> {
+        Self::open_with(ifname, ifindex, family, false)
+    }
+
+    fn open_with(ifname: &str, ifindex: u32, family: Family, join: bool) -> io::Result<VrrpSocket> {
         let proto = Protocol::from(i32::from(PROTOCOL));
         let sock = match family {
             Family::V4 => Socket::new(Domain::IPV4, Type::RAW, Some(proto))?,
@@ -57,7 +67,9 @@ impl VrrpSocket {
         match family {
             Family::V4 => {
                 sock.set_multicast_all_v4(false)?;
-                sock.join_multicast_v4_n(&GROUP_V4, &socket2::InterfaceIndexOrAddress::Index(ifindex))?;
+                if join {
+                    sock.join_multicast_v4_n(&GROUP_V4, &socket2::InterfaceIndexOrAddress::Index(ifindex))?;
+                }
                 set_multicast_if_index_v4(sock.as_raw_fd(), ifindex)?;
                 sock.set_multicast_ttl_v4(255)?;
                 sock.set_ttl_v4(255)?;
@@ -66,7 +78,9 @@ impl VrrpSocket {
             }
             Family::V6 => {
                 sock.set_multicast_all_v6(false)?;
-                sock.join_multicast_v6(&GROUP_V6, ifindex)?;
+                if join {
+                    sock.join_multicast_v6(&GROUP_V6, ifindex)?;
+                }
                 sock.set_multicast_if_v6(ifindex)?;
                 sock.set_multicast_hops_v6(255)?;
                 sock.set_unicast_hops_v6(255)?;

@@ -1,11 +1,22 @@
-//! Gratuitous ARP and unsolicited Neighbour Advertisement frames (pure: the
-//! shell sends them through an AF_PACKET socket bound to the interface).
+//! Gratuitous ARP and unsolicited Neighbour Advertisement frames, built with
+//! `pnet_packet`'s Ethernet, ARP and NDP builders (pure: the shell sends them
+//! through an AF_PACKET socket bound to the interface), and the announcement
+//! settings of an instance (keepalived's garp_* keys).
 //!
-//! Both match, byte for byte, what keepalived 2.2.7 sends (see
+//! Both frames match, byte for byte, what keepalived 2.2.7 sends (see
 //! tests/vectors/keepalived-*-announce.hex and tests/wire_vectors.rs).
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use super::wire::checksum;
+use pnet_base::MacAddr;
+use pnet_packet::arp::{ArpHardwareTypes, ArpOperations, MutableArpPacket};
+use pnet_packet::ethernet::{EtherTypes, MutableEthernetPacket};
+use pnet_packet::icmpv6::ndp::{MutableNeighborAdvertPacket, NdpOption, NdpOptionTypes, NeighborAdvertFlags};
+use pnet_packet::icmpv6::{self, Icmpv6Packet, Icmpv6Types};
+use pnet_packet::ip::IpNextHeaderProtocols;
+use pnet_packet::ipv6::MutableIpv6Packet;
+use serde::{Deserialize, Serialize};
+
+use crate::time::Micros;
 
 /// Ethernet broadcast.
 pub const BROADCAST_MAC: [u8; 6] = [0xff; 6];
@@ -26,37 +37,63 @@ pub const NA_FRAME_LEN: usize = 86;
 
 const ETH_HEADER_LEN: usize = 14;
 const IPV6_HEADER_LEN: usize = 40;
-const ICMPV6_NA_LEN: u16 = 32;
-const NEXT_HEADER_ICMPV6: u8 = 58;
-const ICMPV6_NEIGHBOR_ADVERT: u8 = 136;
-const NA_FLAG_ROUTER: u8 = 0x80;
-const NA_FLAG_OVERRIDE: u8 = 0x20;
-const OPT_TARGET_LL_ADDR: u8 = 2;
-const ARP_HTYPE_ETHERNET: u16 = 1;
-const ARP_PTYPE_IPV4: u16 = 0x0800;
-const ARP_OP_REQUEST: u16 = 1;
+const ICMPV6_NA_LEN: usize = 32;
 
-fn ethernet(frame: &mut Vec<u8>, dst: [u8; 6], src: [u8; 6], ethertype: u16) {
-    frame.extend_from_slice(&dst);
-    frame.extend_from_slice(&src);
-    frame.extend_from_slice(&ethertype.to_be_bytes());
+/// How an instance announces its VIPs beyond the bursts at master entry
+/// (`garp_master_repeat` / `garp_master_delay` live in `RouterConfig`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnnounceConfig {
+    /// keepalived `garp_master_refresh`: announce every this long while
+    /// master (0 = never, keepalived's default).
+    pub refresh: Micros,
+    /// keepalived `garp_master_refresh_repeat`: frames per VIP at each refresh (default 1).
+    pub refresh_repeat: u32,
+    /// keepalived `garp_lower_prio_repeat`: frames per VIP when a master hears
+    /// a lower priority (a healed split brain); `None` = `garp_master_repeat`,
+    /// 0 = do not re-announce.
+    pub lower_prio_repeat: Option<u32>,
+}
+
+impl Default for AnnounceConfig {
+    fn default() -> Self {
+        AnnounceConfig {
+            refresh: Micros::ZERO,
+            refresh_repeat: 1,
+            lower_prio_repeat: None,
+        }
+    }
+}
+
+fn mac_addr(m: [u8; 6]) -> MacAddr {
+    MacAddr::new(m[0], m[1], m[2], m[3], m[4], m[5])
+}
+
+/// Fill the Ethernet header of `frame` (its first 14 bytes).
+fn ethernet(frame: &mut [u8], dst: [u8; 6], src: [u8; 6], ethertype: u16) {
+    if let Some(mut eth) = MutableEthernetPacket::new(frame) {
+        eth.set_destination(mac_addr(dst));
+        eth.set_source(mac_addr(src));
+        eth.set_ethertype(pnet_packet::ethernet::EtherType(ethertype));
+    }
 }
 
 /// Complete Ethernet frame (42 bytes) of a gratuitous ARP for `vip` from `mac`:
 /// to ff:ff:ff:ff:ff:ff, ARP request, sender = target IP = `vip`, sender MAC = `mac`,
 /// target MAC [`GARP_TARGET_MAC`].
 pub fn garp_frame(mac: [u8; 6], vip: Ipv4Addr) -> Vec<u8> {
-    let mut f = Vec::with_capacity(GARP_FRAME_LEN);
-    ethernet(&mut f, BROADCAST_MAC, mac, ETHERTYPE_ARP);
-    f.extend_from_slice(&ARP_HTYPE_ETHERNET.to_be_bytes());
-    f.extend_from_slice(&ARP_PTYPE_IPV4.to_be_bytes());
-    f.push(6); // hardware address length
-    f.push(4); // protocol address length
-    f.extend_from_slice(&ARP_OP_REQUEST.to_be_bytes());
-    f.extend_from_slice(&mac);
-    f.extend_from_slice(&vip.octets());
-    f.extend_from_slice(&GARP_TARGET_MAC);
-    f.extend_from_slice(&vip.octets());
+    let mut f = vec![0u8; GARP_FRAME_LEN];
+    ethernet(&mut f, BROADCAST_MAC, mac, EtherTypes::Arp.0);
+    if let Some(mut arp) = MutableArpPacket::new(&mut f[ETH_HEADER_LEN..]) {
+        arp.set_hardware_type(ArpHardwareTypes::Ethernet);
+        arp.set_protocol_type(EtherTypes::Ipv4);
+        arp.set_hw_addr_len(6);
+        arp.set_proto_addr_len(4);
+        arp.set_operation(ArpOperations::Request);
+        arp.set_sender_hw_addr(mac_addr(mac));
+        arp.set_sender_proto_addr(vip);
+        arp.set_target_hw_addr(mac_addr(GARP_TARGET_MAC));
+        arp.set_target_proto_addr(vip);
+    }
     f
 }
 
@@ -66,27 +103,31 @@ pub fn garp_frame(mac: [u8; 6], vip: Ipv4Addr) -> Vec<u8> {
 /// (keepalived 2.2.7 uses the VIP itself as the source; pass it as `src` to
 /// reproduce its frame.)
 pub fn unsolicited_na_frame(mac: [u8; 6], src: Ipv6Addr, vip: Ipv6Addr, router: bool) -> Vec<u8> {
-    let mut f = Vec::with_capacity(NA_FRAME_LEN);
-    ethernet(&mut f, ALL_NODES_MAC, mac, ETHERTYPE_IPV6);
-    // IPv6 header: version 6, traffic class 0, flow label 0.
-    f.extend_from_slice(&[0x60, 0, 0, 0]);
-    f.extend_from_slice(&ICMPV6_NA_LEN.to_be_bytes());
-    f.push(NEXT_HEADER_ICMPV6);
-    f.push(255); // hop limit (RFC 4861 §7.1.2)
-    f.extend_from_slice(&src.octets());
-    f.extend_from_slice(&ALL_NODES.octets());
-    // ICMPv6 Neighbor Advertisement.
-    let icmp_start = f.len();
-    f.extend_from_slice(&[ICMPV6_NEIGHBOR_ADVERT, 0, 0, 0]);
-    let flags = NA_FLAG_OVERRIDE | if router { NA_FLAG_ROUTER } else { 0 };
-    f.extend_from_slice(&[flags, 0, 0, 0]);
-    f.extend_from_slice(&vip.octets());
-    f.extend_from_slice(&[OPT_TARGET_LL_ADDR, 1]);
-    f.extend_from_slice(&mac);
-    let pseudo = checksum::pseudo_header_v6(src, ALL_NODES, NEXT_HEADER_ICMPV6, u32::from(ICMPV6_NA_LEN));
-    let sum = checksum::compute(pseudo, &f[icmp_start..]);
-    f[icmp_start + 2..icmp_start + 4].copy_from_slice(&sum.to_be_bytes());
-    debug_assert_eq!(f.len(), ETH_HEADER_LEN + IPV6_HEADER_LEN + usize::from(ICMPV6_NA_LEN));
+    let mut f = vec![0u8; NA_FRAME_LEN];
+    ethernet(&mut f, ALL_NODES_MAC, mac, EtherTypes::Ipv6.0);
+    if let Some(mut ip) = MutableIpv6Packet::new(&mut f[ETH_HEADER_LEN..]) {
+        ip.set_version(6);
+        ip.set_payload_length(ICMPV6_NA_LEN as u16);
+        ip.set_next_header(IpNextHeaderProtocols::Icmpv6);
+        ip.set_hop_limit(255); // RFC 4861 §7.1.2
+        ip.set_source(src);
+        ip.set_destination(ALL_NODES);
+    }
+    let icmp = &mut f[ETH_HEADER_LEN + IPV6_HEADER_LEN..];
+    if let Some(mut na) = MutableNeighborAdvertPacket::new(icmp) {
+        na.set_icmpv6_type(Icmpv6Types::NeighborAdvert);
+        na.set_flags(NeighborAdvertFlags::Override | if router { NeighborAdvertFlags::Router } else { 0 });
+        na.set_target_addr(vip);
+        na.set_options(&[NdpOption {
+            option_type: NdpOptionTypes::TargetLLAddr,
+            length: 1, // in units of 8 bytes: type, length, 6-byte MAC
+            data: mac.to_vec(),
+        }]);
+    }
+    let sum = Icmpv6Packet::new(icmp).map(|p| icmpv6::checksum(&p, &src, &ALL_NODES));
+    if let Some(mut na) = MutableNeighborAdvertPacket::new(icmp) {
+        na.set_checksum(sum.unwrap_or(0));
+    }
     f
 }
 

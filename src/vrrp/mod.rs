@@ -272,6 +272,10 @@ pub struct RouterConfig {
     pub garp_master_repeat: u32,
     /// Second burst this long after master entry (keepalived garp_master_delay, default 5 s; 0 = none).
     pub garp_master_delay: Micros,
+    /// Periodic announcements while master and the lower-priority re-announcement
+    /// (keepalived garp_master_refresh, garp_master_refresh_repeat, garp_lower_prio_repeat).
+    #[serde(default)]
+    pub announce: announce::AnnounceConfig,
 }
 
 /// VRRP state of one virtual router (plus Fault: link down, SM14, or no

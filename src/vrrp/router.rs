@@ -104,6 +104,8 @@ pub struct Router {
     garp_timer: Option<Instant>,
     /// Last re-announcement after a lower-priority advert (SM11).
     lower_prio_announced_at: Option<Instant>,
+    /// Next periodic announcement while master (garp_master_refresh).
+    refresh_timer: Option<Instant>,
     master_addr: Option<IpAddr>,
     master_priority: Option<u8>,
     master_heard_at: Option<Instant>,
@@ -136,6 +138,7 @@ impl Router {
             preempt_deadline: None,
             garp_timer: None,
             lower_prio_announced_at: None,
+            refresh_timer: None,
             master_addr: None,
             master_priority: None,
             master_heard_at: None,
@@ -165,7 +168,10 @@ impl Router {
     /// Earliest deadline at which `handle(now, Input::Tick)` must be called.
     pub fn poll_at(&self) -> Option<Instant> {
         match self.state {
-            State::Master => [self.advert_timer, self.garp_timer].into_iter().flatten().min(),
+            State::Master => [self.advert_timer, self.garp_timer, self.refresh_timer]
+                .into_iter()
+                .flatten()
+                .min(),
             State::Backup => [self.master_down_timer, self.preempt_deadline]
                 .into_iter()
                 .flatten()
@@ -481,19 +487,32 @@ impl Router {
             out.push(self.advert(self.priority));
             // Another master means clients may have learnt its MAC for our
             // VIPs (a healed partition): announce again, as keepalived's
-            // garp_lower_prio_repeat does, at most once per advert interval.
-            if self
-                .lower_prio_announced_at
-                .is_none_or(|t| now >= t + self.my_interval())
+            // garp_lower_prio_repeat does (0 = never), at most once per
+            // advert interval.
+            let count = self
+                .cfg
+                .announce
+                .lower_prio_repeat
+                .unwrap_or(self.cfg.garp_master_repeat);
+            if count > 0
+                && self
+                    .lower_prio_announced_at
+                    .is_none_or(|t| now >= t + self.my_interval())
             {
                 self.lower_prio_announced_at = Some(now);
                 self.counters.lower_priority_reannounced += 1;
                 out.push(Action::Announce {
                     vips: self.cfg.vips.clone(),
-                    count: self.cfg.garp_master_repeat,
+                    count,
                 });
             }
         }
+    }
+
+    /// The next garp_master_refresh deadline after `now` (`None`: off).
+    fn next_refresh(&self, now: Instant) -> Option<Instant> {
+        let every = self.cfg.announce.refresh;
+        (every.0 > 0).then(|| now + every)
     }
 
     /// SM10 tie-break: `src` is above our address, compared as unsigned integers.
@@ -520,6 +539,14 @@ impl Router {
                     out.push(Action::Announce {
                         vips: self.cfg.vips.clone(),
                         count: self.cfg.garp_master_repeat,
+                    });
+                }
+                if self.refresh_timer.is_some_and(|t| t <= now) {
+                    // garp_master_refresh: periodic, counted from the last one.
+                    self.refresh_timer = self.next_refresh(now);
+                    out.push(Action::Announce {
+                        vips: self.cfg.vips.clone(),
+                        count: self.cfg.announce.refresh_repeat,
                     });
                 }
             }
@@ -558,6 +585,9 @@ impl Router {
         }
         if !self.cfg.preempt {
             self.preempt_deadline = None;
+        }
+        if self.state == State::Master && old.announce.refresh != self.cfg.announce.refresh {
+            self.refresh_timer = self.next_refresh(now);
         }
         if self.state == State::Master {
             let gone: Vec<IpAddr> = old
@@ -606,6 +636,7 @@ impl Router {
         self.lower_prio_announced_at = None;
         self.master_down_timer = None;
         self.garp_timer = None;
+        self.refresh_timer = None;
         if to != State::Backup {
             self.preempt_deadline = None;
         }
@@ -626,6 +657,7 @@ impl Router {
                 if self.cfg.garp_master_delay.0 > 0 {
                     self.garp_timer = Some(now + self.cfg.garp_master_delay);
                 }
+                self.refresh_timer = self.next_refresh(now);
                 self.master_addr = self.local_addr;
                 self.master_priority = Some(self.priority);
                 self.counters.became_master += 1;
