@@ -217,6 +217,9 @@ fn render_instance(o: &mut String, i: &InstanceStatus) {
     if !i.link_up {
         line.push_str("  LINK DOWN");
     }
+    if r.demoted {
+        line.push_str("  DEMOTED (vipctl promote)");
+    }
     let _ = writeln!(o, "{line}");
     if let Some(t) = &r.last_transition {
         let _ = writeln!(

@@ -18,7 +18,7 @@ use crate::control::{Request, Response};
 use crate::net::netlink::Netlink;
 use crate::net::vrrp_socket::{Family, VrrpSocket};
 use crate::time::Micros;
-use crate::vrrp::router::HANDOVER_HOLD;
+use crate::vrrp::router::handover_hold;
 use crate::vrrp::{wire, Advert, HandoverOutcome, Input};
 
 /// Upper bound of any handover wait (fits the unit's TimeoutStopSec=10 with
@@ -191,7 +191,7 @@ impl Daemon {
 /// (`$SERVICE_RESULT` other than `success`, or unset when run by hand), for
 /// each instance whose VIPs are on this host: priority-0 adverts, then the
 /// VIPs are removed once another router advertises as master (plus
-/// [`HANDOVER_HOLD`]), or after the instance's handover timeout.
+/// `handover_hold`), or after the instance's handover timeout.
 pub async fn release_after_crash(cfg: &Config) -> Result<String, String> {
     if let Ok(r) = std::env::var("SERVICE_RESULT") {
         if r == "success" {
@@ -244,8 +244,8 @@ async fn release_one(nl: &Netlink, inst: &Instance, all_vips: &BTreeSet<IpAddr>)
             None
         }
     };
-    if successor.is_some() {
-        tokio::time::sleep(Duration::from_micros(HANDOVER_HOLD.0)).await;
+    if let Some((_, _, interval)) = successor {
+        tokio::time::sleep(handover_hold(interval).to_duration()).await;
     }
     let mut errors = Vec::new();
     for (ip, p) in &held {
@@ -255,7 +255,7 @@ async fn release_one(nl: &Netlink, inst: &Instance, all_vips: &BTreeSet<IpAddr>)
     }
     let vips: Vec<String> = held.iter().map(|(ip, p)| format!("{ip}/{p}")).collect();
     let who = match successor {
-        Some((s, after)) => format!("{s} advertised as master after {:.1} ms", after.as_secs_f64() * 1e3),
+        Some((s, after, _)) => format!("{s} advertised as master after {:.1} ms", after.as_secs_f64() * 1e3),
         None => "no successor heard".to_string(),
     };
     let mut line = format!(
@@ -270,13 +270,14 @@ async fn release_one(nl: &Netlink, inst: &Instance, all_vips: &BTreeSet<IpAddr>)
 }
 
 /// Send priority 0 (again every interval) until another router advertises
-/// for this VRID with a priority above 0; who and when, or `None` at `timeout`.
+/// for this VRID with a priority above 0; who, when, and its advert interval,
+/// or `None` at `timeout`.
 async fn wait_for_successor(
     sock: &VrrpSocket,
     inst: &Instance,
     src: IpAddr,
     timeout: Duration,
-) -> Option<(IpAddr, Duration)> {
+) -> Option<(IpAddr, Duration, Micros)> {
     let r = &inst.router;
     let advert = Advert {
         version: r.version,
@@ -329,7 +330,7 @@ async fn wait_for_successor(
         };
         if let Ok(rx) = got {
             if rx.advert.vrid == r.vrid && rx.advert.priority > 0 && rx.src != src {
-                return Some((rx.src, started.elapsed()));
+                return Some((rx.src, started.elapsed(), rx.advert.interval.to_micros()));
             }
         }
     }

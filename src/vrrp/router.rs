@@ -746,13 +746,20 @@ impl Router {
 }
 
 /// How long a handing-over master keeps its VIPs (and keeps serving) after
-/// the successor's first advert as master. The successor sends that advert,
-/// then adds the VIPs (a netlink round trip) and only then its gratuitous ARP
-/// / unsolicited NA; clients move when that arrives. Measured from the first
-/// advert to the first GARP on the wire (`scripts/bench-failover`, docs/handover.md):
-/// a few ms on a busy 2-core machine; the bound leaves a wide margin and is
-/// short enough that two holders of one VIP answer at most a few ARP requests.
+/// the successor's first advert as master, at most: the hold is the shorter
+/// of this and the successor's advert interval ([`handover_hold`]). The
+/// successor sends that advert, then adds the VIPs (a netlink round trip) and
+/// only then its gratuitous ARP / unsolicited NA; clients move when that
+/// arrives. Measured from the first advert to the first GARP on the wire
+/// (`scripts/bench-failover`, docs/handover.md): under 1 ms on a busy 2-core
+/// machine, so even 10 ms (0.01 s adverts) leaves a wide margin, and two
+/// nodes never hold a VIP for longer than one advert interval.
 pub const HANDOVER_HOLD: Micros = Micros(100_000);
+
+/// The hold after a successor advertising every `interval` (see [`HANDOVER_HOLD`]).
+pub fn handover_hold(interval: Micros) -> Micros {
+    Micros(HANDOVER_HOLD.0.min(interval.0))
+}
 
 /// A planned handover of a master (make-before-break): priority-0 adverts
 /// every interval, the VIPs kept until a successor has advertised as master
@@ -763,8 +770,9 @@ struct Handover {
     leave: bool,
     started: Instant,
     deadline: Instant,
-    /// The first advert heard from another master: who, when.
-    successor: Option<(IpAddr, Instant)>,
+    /// The first advert heard from another master: who, when, and when to
+    /// release (after `handover_hold`).
+    successor: Option<(IpAddr, Instant, Instant)>,
 }
 
 impl Handover {
@@ -792,7 +800,7 @@ impl Router {
     /// When the handover needs a tick: release after the hold, or the deadline.
     fn handover_due(&self) -> Option<Instant> {
         let h = self.handover.as_ref()?;
-        Some(h.successor.map_or(h.deadline, |(_, at)| at + HANDOVER_HOLD))
+        Some(h.successor.map_or(h.deadline, |(_, _, release)| release))
     }
 
     /// Priority 1 from now on; a master starts a handover (priority 0 at once).
@@ -863,7 +871,7 @@ impl Router {
             return;
         };
         if r.advert.priority > 0 && h.successor.is_none() {
-            h.successor = Some((r.src, now));
+            h.successor = Some((r.src, now, now + handover_hold(r.advert.interval.to_micros())));
             self.master_priority = Some(r.advert.priority);
             // Nothing more to say: a priority 0 now would only make the new
             // master answer at once (SM9).
@@ -875,7 +883,7 @@ impl Router {
         let Some(h) = self.handover.clone() else {
             return Vec::new();
         };
-        let due = h.successor.map_or(h.deadline, |(_, at)| at + HANDOVER_HOLD);
+        let due = h.successor.map_or(h.deadline, |(_, _, release)| release);
         if now >= due {
             return self.finish_handover(now, h);
         }
@@ -893,7 +901,7 @@ impl Router {
     fn finish_handover(&mut self, now: Instant, h: Handover) -> Vec<Action> {
         self.handover = None;
         let mut out = match (h.successor, h.leave) {
-            (Some((src, at)), leave) => {
+            (Some((src, at, _)), leave) => {
                 let to = if leave { State::Initialize } else { State::Backup };
                 let prio = self.master_priority;
                 let out = self.change_state(now, to, Reason::HandedOver { to: Some(src) });
