@@ -50,8 +50,8 @@ fn ms(m: Micros) -> String {
 fn describe(name: &str, o: &HandoverOutcome) -> String {
     match (o.successor, o.successor_after, o.released_after) {
         (Some(s), Some(after), Some(rel)) => format!(
-            "{name}: handed over to {s}: it advertised as master {} after the demote; our VIPs \
-             were released {} after the demote (held until then: no gap)",
+            "{name}: handed over to {s}: it advertised as master {} after we started handing over; \
+             our VIPs were released {} after the start (held until then: no gap)",
             ms(after),
             ms(rel)
         ),
