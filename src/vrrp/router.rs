@@ -746,19 +746,23 @@ impl Router {
 }
 
 /// How long a handing-over master keeps its VIPs (and keeps serving) after
-/// the successor's first advert as master, at most: the hold is the shorter
-/// of this and the successor's advert interval ([`handover_hold`]). The
-/// successor sends that advert, then adds the VIPs (a netlink round trip) and
-/// only then its gratuitous ARP / unsolicited NA; clients move when that
-/// arrives. Measured from the first advert to the first GARP on the wire
-/// (`scripts/bench-failover`, docs/handover.md): under 1 ms on a busy 2-core
-/// machine, so even 10 ms (0.01 s adverts) leaves a wide margin, and two
-/// nodes never hold a VIP for longer than one advert interval.
+/// the successor's first advert as master, at most; at least
+/// [`HANDOVER_HOLD_MIN`]; in between, the successor's advert interval
+/// ([`handover_hold`]). The successor sends that advert, then adds the VIPs
+/// (a netlink round trip) and only then its gratuitous ARP / unsolicited NA;
+/// clients move when that arrives. Measured from the first advert to the
+/// first GARP on the wire (`scripts/bench-failover`, docs/handover.md): a
+/// median of 0.1-0.5 ms, at worst 8.8 ms on a busy 2-core machine. Two
+/// nodes hold a VIP together for one advert interval (at least 20 ms, at
+/// most 100 ms).
 pub const HANDOVER_HOLD: Micros = Micros(100_000);
+
+/// The shortest hold: twice the worst advert-to-GARP delay measured.
+pub const HANDOVER_HOLD_MIN: Micros = Micros(20_000);
 
 /// The hold after a successor advertising every `interval` (see [`HANDOVER_HOLD`]).
 pub fn handover_hold(interval: Micros) -> Micros {
-    Micros(HANDOVER_HOLD.0.min(interval.0))
+    Micros(interval.0.clamp(HANDOVER_HOLD_MIN.0, HANDOVER_HOLD.0))
 }
 
 /// A planned handover of a master (make-before-break): priority-0 adverts
