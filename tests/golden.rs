@@ -411,6 +411,7 @@ golden_cases! {
     SM12_promote_cancels_a_pending_demote,
     SM12_demoted_backup_never_preempts_until_promoted,
     SM12_link_down_during_handover_cuts_it_short,
+    SM12_demote_pauses_garp_refresh_and_resumes_when_it_fails,
     SM12_leave_hold_is_20_ms_at_fast_adverts,
 }
 

@@ -183,10 +183,15 @@ impl Router {
     /// Earliest deadline at which `handle(now, Input::Tick)` must be called.
     pub fn poll_at(&self) -> Option<Instant> {
         match self.state {
-            State::Master => [self.advert_timer, self.garp_timer, self.refresh_timer, self.handover_due()]
-                .into_iter()
-                .flatten()
-                .min(),
+            State::Master => [
+                self.advert_timer,
+                self.garp_timer,
+                self.refresh_timer,
+                self.handover_due(),
+            ]
+            .into_iter()
+            .flatten()
+            .min(),
             State::Backup => [self.master_down_timer, self.preempt_deadline]
                 .into_iter()
                 .flatten()
