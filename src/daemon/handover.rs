@@ -220,11 +220,21 @@ async fn release_one(nl: &Netlink, inst: &Instance, all_vips: &BTreeSet<IpAddr>)
         Ok(None) => return None,
         Err(e) => return Some(format!("{name}: reading {}: {e}", inst.interface)),
     };
-    let held: Vec<(IpAddr, u8)> = inst
-        .router
-        .vips
+    // The VIPs live on the interface, or on the instance's macvlan (use_vmac).
+    let mut homes = vec![f.clone()];
+    if let Some(v) = &inst.vmac {
+        if let Ok(Some(vf)) = nl.facts(&v.ifname).await {
+            homes.push(vf);
+        }
+    }
+    let held: Vec<(u32, IpAddr, u8)> = homes
         .iter()
-        .filter_map(|ip| f.addrs.get(ip).map(|p| (*ip, *p)))
+        .flat_map(|h| {
+            inst.router
+                .vips
+                .iter()
+                .filter_map(|ip| h.addrs.get(ip).map(|p| (h.index, *ip, *p)))
+        })
         .collect();
     if held.is_empty() {
         return None;
@@ -248,12 +258,12 @@ async fn release_one(nl: &Netlink, inst: &Instance, all_vips: &BTreeSet<IpAddr>)
         tokio::time::sleep(handover_hold(interval).to_duration()).await;
     }
     let mut errors = Vec::new();
-    for (ip, p) in &held {
-        if let Err(e) = nl.del_address(f.index, *ip, *p).await {
+    for (index, ip, p) in &held {
+        if let Err(e) = nl.del_address(*index, *ip, *p).await {
             errors.push(format!("{ip}/{p}: {e}"));
         }
     }
-    let vips: Vec<String> = held.iter().map(|(ip, p)| format!("{ip}/{p}")).collect();
+    let vips: Vec<String> = held.iter().map(|(_, ip, p)| format!("{ip}/{p}")).collect();
     let who = match successor {
         Some((s, after, _)) => format!("{s} advertised as master after {:.1} ms", after.as_secs_f64() * 1e3),
         None => "no successor heard".to_string(),
