@@ -20,6 +20,11 @@ struct Cli {
     /// Validate the configuration without touching the network, then exit.
     #[arg(long)]
     check: bool,
+    /// After a crash (systemd ExecStopPost=; nothing when $SERVICE_RESULT is
+    /// `success`): priority 0 for the VIPs a dead vipd left on this host, and
+    /// remove them once a backup advertises as master (docs/handover.md).
+    #[arg(long, conflicts_with = "check")]
+    release: bool,
     /// Log filter (tracing EnvFilter syntax), e.g. info, debug, vipd=debug.
     #[arg(long, default_value = "info", env = "VIPD_LOG")]
     log: String,
@@ -65,6 +70,9 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if cli.release {
+        return release(&cfg);
+    }
     // First: the fd budget every cap is derived from (systemd's soft limit is 1024).
     match vipd::proxy::limits::raise_nofile_limit() {
         Ok((soft, hard)) => tracing::info!("fd limit: soft {soft}, hard {hard}"),
@@ -87,6 +95,27 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("vipd: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `vipd --release`: hand over what a crashed vipd left (handover.rs).
+fn release(cfg: &vipd::config::Config) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("vipd: tokio runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(vipd::daemon::release_after_crash(cfg)) {
+        Ok(msg) => {
+            println!("{msg}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("vipd --release: {e}");
             ExitCode::from(1)
         }
     }

@@ -11,6 +11,7 @@
 //!   config prio=100 int=100 ver=3 preempt=true delay=0 vips=192.0.2.100 local=192.0.2.2|none peers=A,B allowed=A,B auth=pw garp=5 garp_delay=5000000
 //!          refresh=0 refresh_repeat=1 lower_prio_repeat=N (garp_master_refresh µs, its repeat, garp_lower_prio_repeat)
 //!   T startup | shutdown | tick | linkdown | linkup | prio N | localaddr A|none
+//!   T demote TIMEOUT_US | promote | leave TIMEOUT_US
 //!   T advert src=A prio=N [int=N] [ver=2|3] [vrid=N] [form=ph|mo] [auth=pw] [addrs=A,B (default 192.0.2.100)]
 //!   T discard REASON [vrid=N]
 //!   T config KEY=VALUE ... (same keys as the config line, applied to it)
@@ -151,6 +152,13 @@ fn fmt_action(a: &Action) -> String {
             format!("address_list_mismatch from={from} advertised={}", fmt_ips(advertised))
         }
         Action::ForeignOwner { from } => format!("foreign_owner from={from}"),
+        Action::HandedOver(o) => format!(
+            "handed_over leave={} successor={} successor_after={} released_after={}",
+            o.leave,
+            o.successor.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
+            o.successor_after.map(|m| m.0.to_string()).unwrap_or_else(|| "-".into()),
+            o.released_after.map(|m| m.0.to_string()).unwrap_or_else(|| "-".into()),
+        ),
         Action::IntervalAdopted {
             configured,
             adopted,
@@ -194,6 +202,13 @@ fn run_case(dir: &Path) -> String {
             "localaddr" => Input::LocalAddr((words[2] != "none").then(|| words[2].parse().unwrap())),
             "trackfault" => Input::TrackFault(Some(words[2].to_string())),
             "trackok" => Input::TrackFault(None),
+            "demote" => Input::Demote {
+                timeout: Micros(words[2].parse().unwrap()),
+            },
+            "promote" => Input::Promote,
+            "leave" => Input::Leave {
+                timeout: Micros(words[2].parse().unwrap()),
+            },
             "discard" => {
                 let p = kv(&words[3..]);
                 let vrid = p.iter().find(|(k, _)| k == "vrid").map(|(_, v)| v.parse().unwrap());
@@ -253,7 +268,7 @@ fn run_case(dir: &Path) -> String {
             let _ = writeln!(out, "  {}", fmt_action(a));
         }
         let st = r.status();
-        let _ = writeln!(
+        let _ = write!(
             out,
             "  => state={} prio={} master={} poll_at={}",
             st.state.name(),
@@ -261,6 +276,14 @@ fn run_case(dir: &Path) -> String {
             st.master_addr.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
             r.poll_at().map(|p| p.0.to_string()).unwrap_or_else(|| "-".into())
         );
+        // Only when set, so the older transcripts stay as they were.
+        if st.demoted {
+            let _ = write!(out, " demoted");
+        }
+        if r.handing_over() {
+            let _ = write!(out, " handing_over");
+        }
+        let _ = writeln!(out);
     }
     if let Some(r) = &router {
         let c = &r.status().counters;
@@ -380,6 +403,16 @@ golden_cases! {
     TX4_non_owner_never_advertises_255,
     TX4_peer_255_not_owning_our_vips_counted,
     TX4_priority_zero_only_when_leaving,
+    SM12_leave_keeps_vips_until_the_successor_advertises,
+    SM12_leave_without_successor_releases_at_the_timeout,
+    SM12_leave_of_a_backup_is_immediate,
+    SM12_demote_hands_over_then_backup_at_priority_1,
+    SM12_demote_without_successor_stays_master,
+    SM12_promote_cancels_a_pending_demote,
+    SM12_demoted_backup_never_preempts_until_promoted,
+    SM12_link_down_during_handover_cuts_it_short,
+    SM12_demote_pauses_garp_refresh_and_resumes_when_it_fails,
+    SM12_leave_hold_is_20_ms_at_fast_adverts,
 }
 
 #[test]

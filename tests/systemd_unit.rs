@@ -15,6 +15,8 @@ fn unit_verifies_and_is_hardened() {
     let path = dir.join("vipd.service");
     // A refused config must fail `systemctl reload`: vipctl reports it, kill -HUP cannot.
     assert!(unit.contains("ExecReload=/usr/bin/vipctl --socket /run/vipd/vipd.sock reload"));
+    // A crashed daemon hands its VIPs over (vipd --release; docs/handover.md).
+    assert!(unit.contains("ExecStopPost=/usr/sbin/vipd --release -c /etc/vipd/vipd.toml"));
     let local = unit
         .replace("/usr/sbin/vipd", env!("CARGO_BIN_EXE_vipd"))
         .replace("/usr/bin/vipctl", env!("CARGO_BIN_EXE_vipctl"));

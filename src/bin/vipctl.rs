@@ -41,6 +41,17 @@ enum Cmd {
     },
     /// Reload the configuration file (like SIGHUP); a bad file keeps the old config.
     Reload,
+    /// Hand an instance's VIPs to a backup without a gap (keeps them until the
+    /// successor advertises), then stay BACKUP at priority 1 until `promote`.
+    /// --timeout: how long to wait for a successor (default 5 s).
+    Demote {
+        instance: String,
+        /// Return when the successor holds the VIPs, with the measured times.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Undo `demote`: the configured priority again.
+    Promote { instance: String },
 }
 
 fn main() -> ExitCode {
@@ -65,8 +76,28 @@ fn main() -> ExitCode {
             false,
         ),
         Cmd::Reload => (Request::Reload {}, false),
+        Cmd::Demote { instance, wait } => (
+            Request::Demote {
+                instance: instance.clone(),
+                wait: *wait,
+                timeout_ms: Some(timeout.as_millis() as u64),
+            },
+            false,
+        ),
+        Cmd::Promote { instance } => (
+            Request::Promote {
+                instance: instance.clone(),
+            },
+            false,
+        ),
     };
-    let resp = match control::call(&cli.socket, &req, timeout) {
+    // demote --wait: the answer comes after the handover (at most --timeout).
+    let wait = if matches!(cli.cmd, Cmd::Demote { wait: true, .. }) {
+        timeout + Duration::from_secs(2)
+    } else {
+        timeout
+    };
+    let resp = match control::call(&cli.socket, &req, wait) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("vipctl: {e}");
@@ -185,6 +216,9 @@ fn render_instance(o: &mut String, i: &InstanceStatus) {
     }
     if !i.link_up {
         line.push_str("  LINK DOWN");
+    }
+    if r.demoted {
+        line.push_str("  DEMOTED (vipctl promote)");
     }
     let _ = writeln!(o, "{line}");
     if let Some(t) = &r.last_transition {

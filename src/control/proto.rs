@@ -31,10 +31,22 @@ pub enum Request {
     },
     /// Reload the configuration file (as SIGHUP does), answering with the outcome.
     Reload {},
+    /// Hand an instance's mastership over (make-before-break) and keep it
+    /// BACKUP at priority 1 until `promote`. `wait`: answer when the
+    /// successor holds the VIPs; `timeout_ms`: how long to wait for one.
+    Demote {
+        instance: String,
+        #[serde(default)]
+        wait: bool,
+        #[serde(default)]
+        timeout_ms: Option<u64>,
+    },
+    /// Undo `demote`.
+    Promote { instance: String },
 }
 
 /// The `cmd` of every [`Request`] variant.
-pub const COMMANDS: [&str; 3] = ["status", "backend", "reload"];
+pub const COMMANDS: [&str; 5] = ["status", "backend", "reload", "demote", "promote"];
 
 /// Admin states a `backend` request may set.
 pub const BACKEND_STATES: [&str; 3] = ["ready", "drain", "maint"];
@@ -46,6 +58,8 @@ impl Request {
             Request::Status {} => "status",
             Request::Backend { .. } => "backend",
             Request::Reload {} => "reload",
+            Request::Demote { .. } => "demote",
+            Request::Promote { .. } => "promote",
         }
     }
 }
@@ -370,6 +384,14 @@ mod tests {
                 state: "maint".into(),
             },
             Request::Reload {},
+            Request::Demote {
+                instance: "VI_1".into(),
+                wait: true,
+                timeout_ms: Some(2000),
+            },
+            Request::Promote {
+                instance: "VI_1".into(),
+            },
         ];
         for r in all {
             assert!(COMMANDS.contains(&r.cmd()));
@@ -429,7 +451,7 @@ mod tests {
     fn errors_read_well() {
         assert_eq!(
             err(r#"{"cmd":"explode"}"#).to_string(),
-            "unknown command \"explode\" (expected one of status, backend, reload)"
+            "unknown command \"explode\" (expected one of status, backend, reload, demote, promote)"
         );
         assert_eq!(
             RequestError::BadState("up".into()).to_string(),

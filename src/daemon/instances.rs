@@ -271,6 +271,7 @@ impl Daemon {
                         warn!("{name}: priority 255 from {from}, which does not own our VIPs [{suppressed} similar suppressed]");
                     }
                 }
+                Action::HandedOver(o) => self.on_handed_over(i, &o),
                 Action::IntervalAdopted {
                     configured,
                     adopted,

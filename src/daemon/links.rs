@@ -236,6 +236,11 @@ impl VipBook {
         repeat: u32,
     ) -> Vec<(IpAddr, u8, bool)> {
         for ip in &plan.forget {
+            // An add still in flight lands later: keep owning it, so the
+            // reconcile after its result deletes it.
+            if self.inflight.contains_key(ip) {
+                continue;
+            }
             self.owned.remove(ip);
             self.confirmed.remove(ip);
             self.removed.remove(ip);
@@ -655,5 +660,37 @@ impl Daemon {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Master then backup within one netlink round trip: the add is still in
+    /// flight when the VIP is no longer wanted. The book must keep owning it
+    /// (found in `scripts/bench-failover`: the VIP stayed on a backup for good,
+    /// two holders, when the add's result came back after the address was
+    /// "forgotten").
+    #[test]
+    fn an_address_with_a_request_in_flight_is_not_forgotten() {
+        let vip: IpAddr = "192.0.2.100".parse().unwrap();
+        let mut b = VipBook::default();
+        let want: BTreeMap<IpAddr, u8> = [(vip, 24)].into();
+        let none = BTreeMap::new();
+        // Master: add (in flight).
+        let plan = plan_vips(&want, &b.owned, &none);
+        let jobs = b.book(&plan, &want, &none, "VI_1", 5);
+        assert_eq!(jobs, vec![(vip, 24, true)]);
+        b.inflight.insert(vip, 1);
+        // Backup before the add's result: nothing wanted, the kernel has nothing yet.
+        let plan = plan_vips(&none, &b.owned, &none);
+        let _ = b.book(&plan, &none, &none, "VI_1", 5);
+        assert!(b.owned.contains_key(&vip), "forgotten while its add was in flight");
+        // The add lands: the next plan deletes it.
+        b.inflight.clear();
+        let have: BTreeMap<IpAddr, u8> = [(vip, 24)].into();
+        let plan = plan_vips(&none, &b.owned, &have);
+        assert_eq!(b.book(&plan, &none, &have, "VI_1", 5), vec![(vip, 24, false)]);
     }
 }

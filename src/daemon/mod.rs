@@ -7,6 +7,7 @@
 //! repair), `reload` (reload, control requests, status), `systemd`.
 
 mod facts;
+mod handover;
 mod instances;
 mod links;
 mod reload;
@@ -32,6 +33,7 @@ use crate::net::netlink::{self, Changed, Netlink};
 use crate::net::vrrp_socket::Family;
 use crate::time::Instant;
 use crate::vrrp::{Discard, Input, Received, RxError};
+pub use handover::release_after_crash;
 use instances::Instances;
 use links::{Links, Reply};
 use systemd::sd_notify;
@@ -117,6 +119,7 @@ pub struct Daemon {
     mastership: HashMap<String, watch::Receiver<bool>>,
     /// Transitions, failover phases, time without master, readiness (metrics).
     obs: Observer,
+    handover: handover::Book,
 }
 
 impl Daemon {
@@ -181,6 +184,7 @@ impl Daemon {
             balancer: None,
             mastership: HashMap::new(),
             obs,
+            handover: handover::Book::default(),
         };
         d.refresh_now().await;
         d.sync_vmacs(true).await;
@@ -215,6 +219,10 @@ impl Daemon {
         // deadlines: look at those, not at all of them (None = look at all).
         let mut touched: Option<Vec<usize>> = None;
         loop {
+            if let Some(why) = self.left() {
+                self.shutdown(&why, &mut ev_rx).await;
+                return Ok(());
+            }
             let now = self.clock.now();
             if let Some(deadline) = self.rearm(now, armed, touched.take()) {
                 let after = deadline.map(|t| Duration::from_micros(t.0.saturating_sub(now.0)));
@@ -224,8 +232,9 @@ impl Daemon {
             let retry = self.next_vip_retry();
             tokio::select! {
                 biased;
-                _ = signals.term.recv() => { self.shutdown("SIGTERM", &mut ev_rx).await; return Ok(()); }
-                _ = signals.int.recv() => { self.shutdown("SIGINT", &mut ev_rx).await; return Ok(()); }
+                // Make-before-break (handover.rs); a second signal stops at once.
+                _ = signals.term.recv() => if self.leave("SIGTERM").await { self.shutdown("SIGTERM", &mut ev_rx).await; return Ok(()); },
+                _ = signals.int.recv() => if self.leave("SIGINT").await { self.shutdown("SIGINT", &mut ev_rx).await; return Ok(()); },
                 _ = signals.hup.recv() => { let _ = self.reload().await; }
                 Some(ev) = ev_rx.recv() => {
                     let mut hit = Vec::new();
@@ -240,10 +249,7 @@ impl Daemon {
                     while nl_rx.try_recv().is_ok() {}
                     self.request_refresh();
                 }
-                Some((req, reply)) = ctl_rx.recv() => {
-                    let resp = self.on_request(req).await;
-                    let _ = reply.send(resp);
-                }
+                Some((req, reply)) = ctl_rx.recv() => self.on_control(req, reply).await,
                 r = timer.wait() => {
                     armed = None;
                     if let Err(e) = r { warn!("timer: {e}"); }
@@ -321,6 +327,7 @@ impl Daemon {
         }
         self.release_all_vips().await;
         self.remove_all_vmacs().await;
+        // STOP notify scripts go here (i9-notify-sync): after the VIPs are released.
         if let Some(b) = self.balancer.take() {
             b.shutdown(Duration::from_secs(2)).await;
         }

@@ -136,6 +136,10 @@ impl Daemon {
                 address,
                 state,
             } => self.on_backend_request(&virtual_server, &address, &state),
+            Request::Demote {
+                instance, timeout_ms, ..
+            } => self.demote(&instance, timeout_ms).await,
+            Request::Promote { instance } => self.promote(&instance).await,
         }
     }
 

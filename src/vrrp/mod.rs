@@ -325,6 +325,22 @@ pub enum Input {
     TrackFault(Option<String>),
     /// New configuration for the same router (reload).
     Config(RouterConfig),
+    // --- planned handover (make-before-break, router.rs `Handover`) ---
+    /// Hand mastership over and stay BACKUP at priority 1 until `Promote`
+    /// (maintenance). A master keeps its VIPs, sends priority 0 and releases
+    /// only once a successor has advertised as master; with none within
+    /// `timeout` it stays master (the demote failed).
+    Demote {
+        timeout: Micros,
+    },
+    /// Undo `Demote`: the configured (tracked) priority again; a demote still
+    /// waiting for a successor is cancelled.
+    Promote,
+    /// Graceful exit (SIGTERM): as `Demote`, but ends in Initialize, and
+    /// releases the VIPs at `timeout` even when no successor appeared.
+    Leave {
+        timeout: Micros,
+    },
 }
 
 /// Why a state changed; logged and shown by vipctl.
@@ -360,6 +376,10 @@ pub enum Reason {
     TrackRecovered,
     ConfigChange,
     PriorityChange,
+    /// A planned handover (demote or SIGTERM): the successor holds the VIPs.
+    HandedOver {
+        to: Option<IpAddr>,
+    },
 }
 
 impl std::fmt::Display for Reason {
@@ -386,6 +406,8 @@ impl std::fmt::Display for Reason {
             Reason::TrackRecovered => write!(f, "trackers recovered"),
             Reason::ConfigChange => write!(f, "config change"),
             Reason::PriorityChange => write!(f, "priority change"),
+            Reason::HandedOver { to: Some(to) } => write!(f, "handed over to {to}"),
+            Reason::HandedOver { to: None } => write!(f, "handover: no successor in time"),
         }
     }
 }
@@ -424,4 +446,20 @@ pub enum Action {
     /// usual (a 255 master still wins); already counted in
     /// `counters.foreign_owner_adverts`; the shell logs it rate-limited.
     ForeignOwner { from: IpAddr },
+    /// A planned handover ended (successor heard and VIPs released, or not).
+    HandedOver(HandoverOutcome),
+}
+
+/// How a planned handover (`Input::Demote` / `Input::Leave`) ended; times
+/// from the handover's start.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandoverOutcome {
+    /// The router whose advert as master we heard (`None`: nobody in time).
+    pub successor: Option<IpAddr>,
+    /// Until the successor's first advert as master.
+    pub successor_after: Option<Micros>,
+    /// Until we removed our VIPs (`None`: kept, still master).
+    pub released_after: Option<Micros>,
+    /// `Leave` (true) or `Demote`.
+    pub leave: bool,
 }

@@ -143,6 +143,7 @@ pub fn sample_status() -> Status {
                 reason: "master down timer".into(),
                 at_us: 3_609_375,
             }),
+            demoted: false,
         },
     };
     let v6 = InstanceStatus {
@@ -174,6 +175,7 @@ pub fn sample_status() -> Status {
                 reason: "no source address".into(),
                 at_us: 12_500_000,
             }),
+            demoted: false,
         },
     };
     let tcp = VirtualServerStatus {
