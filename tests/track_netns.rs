@@ -325,3 +325,38 @@ fn a_virtual_server_below_quorum_hands_the_vip_over() {
         .log("fe1")
         .contains("virtual_server echo: 0 of 1 backends healthy"));
 }
+
+#[test]
+fn a_tracked_process_below_quorum_faults_and_recovers() {
+    let _g = netns_lock();
+    let mut p = lab("trp", &["fe1"], &[]);
+    // A process name nobody else on the machine uses: a copy of sleep.
+    let name = format!("vtp{}", std::process::id() % 1_000_000);
+    let bin = p.path(&name);
+    std::fs::copy("/bin/sleep", &bin).unwrap();
+    let bin = bin.display().to_string();
+    let ns = p.ns("fe1");
+    p.lab.spawn("w1", &ns, &[&bin, "600"]);
+    p.lab.spawn("w2", &ns, &[&bin, "600"]);
+    let tables = format!("[vrrp_track_process.workers]\nprocess = \"{name}\"\nquorum = 2\ninterval = \"100ms\"\n");
+    p.start(
+        "fe1",
+        100,
+        &tables,
+        "track_process = [{ name = \"workers\", weight = 0 }]",
+    );
+    let i = p.wait("fe1", "master with quorum", Duration::from_secs(10), |i| {
+        i["state"] == "master" && i["trackers"][0]["state"] == "up"
+    });
+    assert_eq!(i["effective_priority"], 100);
+    // One of two gone: below quorum 2, weight 0 = FAULT.
+    p.lab.signal("w1", libc::SIGKILL, Duration::from_secs(2));
+    p.wait("fe1", "fault below quorum", Duration::from_secs(5), |i| {
+        i["state"] == "fault"
+    });
+    assert!(p.lab.log("fe1").contains("1 matching process(es), quorum 2"));
+    p.lab.spawn("w3", &ns, &[&bin, "600"]);
+    p.wait("fe1", "master again", Duration::from_secs(10), |i| {
+        i["state"] == "master"
+    });
+}
