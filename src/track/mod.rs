@@ -311,11 +311,18 @@ impl Trackers {
 async fn run_script(sc: VrrpScript, sink: Sink) {
     let script = Script::new(sc.argv.clone(), sc.timeout.to_duration()).run_as(sc.run_as.clone());
     let interval = sc.interval.to_duration();
+    let mut last_error: Option<String> = None;
     loop {
         let start = tokio::time::Instant::now();
         let outcome = script.run().await;
-        if let Outcome::SpawnFailed(e) = &outcome {
-            warn!("script {}: {e}", sc.name);
+        // A script that cannot start is logged once per distinct error, not every interval.
+        match &outcome {
+            Outcome::SpawnFailed(e) if last_error.as_ref() != Some(e) => {
+                warn!("script {}: cannot run: {e}", sc.name);
+                last_error = Some(e.clone());
+            }
+            Outcome::SpawnFailed(_) => {}
+            _ => last_error = None,
         }
         sink(Report::Script {
             name: sc.name.clone(),
@@ -334,9 +341,19 @@ async fn watch_virtual_servers(tables: Vec<(String, TableHandle)>, sink: Sink) {
     loop {
         tick.tick().await;
         for (name, t) in &tables {
-            let st = t.status();
-            let count = |h: Health| st.iter().filter(|b| b.health == h).count() as u32;
-            let now = (count(Health::Up), count(Health::Unknown), st.len() as u32);
+            let now = {
+                let g = t.lock();
+                let ids = g.backends();
+                let mut c = (0, 0, ids.len() as u32);
+                for (id, _) in ids {
+                    match g.health(id) {
+                        Some(Health::Up) => c.0 += 1,
+                        Some(Health::Unknown) => c.1 += 1,
+                        _ => {}
+                    }
+                }
+                c
+            };
             if last.get(name) != Some(&now) {
                 last.insert(name.clone(), now);
                 sink(Report::VirtualServer {
