@@ -46,7 +46,7 @@ impl Pair {
         self.lab.dir.join(name)
     }
     /// `node`'s config: `tables` (tracker tables) then VI_1 with `prio` and `inst` lines.
-    fn start(&mut self, node: &str, prio: u8, tables: &str, inst: &str) {
+    fn write(&self, node: &str, prio: u8, tables: &str, inst: &str) -> String {
         let text = format!(
             "[global]\nrouter_id = \"{node}\"\ncontrol_socket = \"{}\"\n\n{tables}\n\
              [vrrp_instance.VI_1]\ninterface = \"eth0\"\nvirtual_router_id = 51\npriority = {prio}\n\
@@ -55,9 +55,15 @@ impl Pair {
         );
         let cfg = self.path(&format!("{node}.toml"));
         std::fs::write(&cfg, text).expect("write config");
+        cfg.display().to_string()
+    }
+    fn start(&mut self, node: &str, prio: u8, tables: &str, inst: &str) {
+        let cfg = self.write(node, prio, tables, inst);
         let ns = self.ns(node);
-        let cfg = cfg.display().to_string();
         self.lab.spawn(node, &ns, &[VIPD, "-c", &cfg, "--log", "debug"]);
+    }
+    fn reload(&self, node: &str) {
+        sh(&["ip", "netns", "exec", &self.ns(node), VIPCTL, "--socket", &self.sock(node), "reload"]);
     }
     fn status(&self, node: &str) -> Option<Value> {
         let out = run(&[
@@ -359,4 +365,27 @@ fn a_tracked_process_below_quorum_faults_and_recovers() {
     p.wait("fe1", "master again", Duration::from_secs(10), |i| {
         i["state"] == "master"
     });
+}
+
+#[test]
+fn trackers_follow_a_reload() {
+    let _g = netns_lock();
+    let mut p = lab("trr", &["fe1"], &[]);
+    p.start("fe1", 100, "", "");
+    p.wait("fe1", "master", Duration::from_secs(10), |i| i["state"] == "master");
+    // Add a file tracker by reload: it starts at once.
+    let f = p.path("prio");
+    std::fs::write(&f, "2\n").unwrap();
+    let tables = format!("[vrrp_track_file.prio]\nfile = \"{}\"\nweight = 5\n", f.display());
+    p.write("fe1", 100, &tables, "track_file = [{ name = \"prio\" }]");
+    p.reload("fe1");
+    p.wait("fe1", "priority 110", Duration::from_secs(5), |i| i["effective_priority"] == 110);
+    // A reload that changes nothing keeps it; one that drops it restores the base.
+    p.reload("fe1");
+    std::fs::write(&f, "4\n").unwrap();
+    p.wait("fe1", "priority 120", Duration::from_secs(5), |i| i["effective_priority"] == 120);
+    p.write("fe1", 100, "", "");
+    p.reload("fe1");
+    let i = p.wait("fe1", "back to 100", Duration::from_secs(5), |i| i["effective_priority"] == 100);
+    assert!(i.get("trackers").is_none(), "{i}");
 }
