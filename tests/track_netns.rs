@@ -63,7 +63,16 @@ impl Pair {
         self.lab.spawn(node, &ns, &[VIPD, "-c", &cfg, "--log", "debug"]);
     }
     fn reload(&self, node: &str) {
-        sh(&["ip", "netns", "exec", &self.ns(node), VIPCTL, "--socket", &self.sock(node), "reload"]);
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.ns(node),
+            VIPCTL,
+            "--socket",
+            &self.sock(node),
+            "reload",
+        ]);
     }
     fn status(&self, node: &str) -> Option<Value> {
         let out = run(&[
@@ -379,13 +388,19 @@ fn trackers_follow_a_reload() {
     let tables = format!("[vrrp_track_file.prio]\nfile = \"{}\"\nweight = 5\n", f.display());
     p.write("fe1", 100, &tables, "track_file = [{ name = \"prio\" }]");
     p.reload("fe1");
-    p.wait("fe1", "priority 110", Duration::from_secs(5), |i| i["effective_priority"] == 110);
+    p.wait("fe1", "priority 110", Duration::from_secs(5), |i| {
+        i["effective_priority"] == 110
+    });
     // A reload that changes nothing keeps it; one that drops it restores the base.
     p.reload("fe1");
     std::fs::write(&f, "4\n").unwrap();
-    p.wait("fe1", "priority 120", Duration::from_secs(5), |i| i["effective_priority"] == 120);
+    p.wait("fe1", "priority 120", Duration::from_secs(5), |i| {
+        i["effective_priority"] == 120
+    });
     p.write("fe1", 100, "", "");
     p.reload("fe1");
-    let i = p.wait("fe1", "back to 100", Duration::from_secs(5), |i| i["effective_priority"] == 100);
+    let i = p.wait("fe1", "back to 100", Duration::from_secs(5), |i| {
+        i["effective_priority"] == 100
+    });
     assert!(i.get("trackers").is_none(), "{i}");
 }
