@@ -62,6 +62,14 @@ impl Pair {
         let ns = self.ns(node);
         self.lab.spawn(node, &ns, &[VIPD, "-c", &cfg, "--log", "debug"]);
     }
+    /// Start `node` with `wrap` before vipd (e.g. setpriv dropping capabilities).
+    fn start_wrapped(&mut self, node: &str, wrap: &[&str], tables: &str, inst: &str) {
+        let cfg = self.write(node, 100, tables, inst);
+        let ns = self.ns(node);
+        let mut argv: Vec<&str> = wrap.to_vec();
+        argv.extend([VIPD, "-c", &cfg, "--log", "debug"]);
+        self.lab.spawn(node, &ns, &argv);
+    }
     fn reload(&self, node: &str) {
         sh(&[
             "ip",
@@ -403,4 +411,40 @@ fn trackers_follow_a_reload() {
         i["effective_priority"] == 100
     });
     assert!(i.get("trackers").is_none(), "{i}");
+}
+
+#[test]
+fn a_script_whose_user_cannot_be_set_does_not_run_at_all() {
+    let _g = netns_lock();
+    let mut p = lab("trn", &["fe1"], &[]);
+    let out = p.path("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(&p.lab.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let uid_file = out.join("uid");
+    let script = p.write_script("who.sh", &format!("id -u > {}", uid_file.display()));
+    let tables = format!("[vrrp_script.who]\nscript = \"{script}\"\nuser = \"nobody\"\ninterval = \"200ms\"\n");
+    // vipd without CAP_SETUID/CAP_SETGID (as under a unit that does not grant them).
+    p.start_wrapped(
+        "fe1",
+        &["setpriv", "--bounding-set=-setuid,-setgid"],
+        &tables,
+        "track_script = [{ name = \"who\", weight = 10 }]",
+    );
+    let i = p.wait("fe1", "the script counted as failing", Duration::from_secs(10), |i| {
+        i["trackers"][0]["state"] == "down"
+    });
+    assert_eq!(i["effective_priority"], 100, "{i}");
+    assert!(!uid_file.exists(), "the script ran although its user could not be set");
+    let log = p.lab.log("fe1");
+    assert!(log.contains("script who: cannot run"), "{log}");
+    // Logged once, not every 200 ms.
+    std::thread::sleep(Duration::from_millis(600));
+    let warns = |log: String| {
+        log.lines()
+            .filter(|l| l.contains("WARN") && l.contains("script who: cannot run"))
+            .count()
+    };
+    assert_eq!(warns(p.lab.log("fe1")), 1);
+    assert!(!uid_file.exists());
 }
