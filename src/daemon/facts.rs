@@ -343,6 +343,122 @@ mod tests {
         assert_eq!((o.priority, o.fault), (255, Some("script a".to_string())));
     }
 
+    /// Virtual time, pure pieces only: a master tracking a script (interval
+    /// 1 s, fall 2, weight -100) whose process dies at 1.1 s lowers its
+    /// priority at the second failing run (3.0 s, exactly), and the backup
+    /// takes over exactly Master_Down_Interval after the master's last advert
+    /// at the old priority (the lowered adverts do not hold it back).
+    #[test]
+    fn script_failover_timing_in_virtual_time() {
+        use crate::time::{Instant, Micros};
+        use crate::track::state::ScriptState;
+        use crate::vrrp::router::{master_down_interval, Router};
+        use crate::vrrp::{wire, Action, Input, Received, State};
+
+        let mut a_inst = with_priority(150);
+        a_inst.router.advert_interval = crate::vrrp::Interval::V3(crate::vrrp::Centis::new(10).unwrap());
+        let mut b_cfg = a_inst.router.clone();
+        b_cfg.priority = 100;
+        let addrs = [ip("192.0.2.1"), ip("192.0.2.2")];
+        let mut r = [
+            Router::new(a_inst.router.clone(), Some(addrs[0])),
+            Router::new(b_cfg, Some(addrs[1])),
+        ];
+        let mut script = ScriptState::new(1, 2, false, Instant::ZERO);
+        let kill = Instant(1_100_000);
+        let mut next_run = Instant::ZERO;
+        let mut prio_a = 150u8;
+        let mut lowered_at = None;
+        let mut last_150 = None;
+        let mut b_master = None;
+        // Carry out actions: adverts reach the other router at once.
+        fn deliver(
+            r: &mut [Router; 2],
+            from: usize,
+            now: Instant,
+            acts: Vec<Action>,
+            addrs: &[IpAddr; 2],
+            log: &mut Vec<(usize, Instant, Action)>,
+        ) {
+            let mut queue: Vec<(usize, Action)> = acts.into_iter().map(|a| (from, a)).collect();
+            while let Some((i, a)) = queue.pop() {
+                if let Action::SendAdvert { advert, checksum_form } = &a {
+                    let rx = Received {
+                        src: addrs[i],
+                        dst: IpAddr::V4(wire::GROUP_V4),
+                        ttl: 255,
+                        checksum_form: *checksum_form,
+                        advert: advert.clone(),
+                    };
+                    let more = r[1 - i].handle(now, Input::Advert(Ok(rx)));
+                    queue.extend(more.into_iter().map(|m| (1 - i, m)));
+                }
+                log.push((i, now, a));
+            }
+        }
+        let mut log = Vec::new();
+        let mut now = Instant::ZERO;
+        for i in 0..2 {
+            let acts = r[i].handle(now, Input::Startup);
+            deliver(&mut r, i, now, acts, &addrs, &mut log);
+        }
+        for _ in 0..100_000 {
+            let t = [r[0].poll_at(), r[1].poll_at(), Some(next_run)]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap();
+            if t > Instant(6_000_000) {
+                break;
+            }
+            now = t;
+            if now == next_run {
+                script.record(now < kill, "run", now);
+                let o = tracked(
+                    &a_inst,
+                    |_| true,
+                    &[Tracked {
+                        kind: "script",
+                        name: "chk".into(),
+                        weight: -100,
+                        signal: script.signal(),
+                    }],
+                );
+                if o.priority != prio_a {
+                    prio_a = o.priority;
+                    lowered_at = Some(now);
+                    let acts = r[0].handle(now, Input::SetPriority(prio_a));
+                    deliver(&mut r, 0, now, acts, &addrs, &mut log);
+                }
+                next_run = now + Micros::from_secs(1);
+            }
+            for i in 0..2 {
+                if r[i].poll_at().is_some_and(|p| p <= now) {
+                    let acts = r[i].handle(now, Input::Tick);
+                    deliver(&mut r, i, now, acts, &addrs, &mut log);
+                }
+            }
+        }
+        for (i, t, a) in &log {
+            match a {
+                Action::SendAdvert { advert, .. } if *i == 0 && advert.priority == 150 => last_150 = Some(*t),
+                Action::StateChange { to: State::Master, .. } if *i == 1 => b_master = Some(*t),
+                _ => {}
+            }
+        }
+        assert_eq!(lowered_at, Some(Instant(3_000_000)), "the second failing run");
+        assert_eq!(prio_a, 50);
+        let last_150 = last_150.expect("adverts at 150");
+        let mdi = master_down_interval(crate::vrrp::Version::V3, 100, Micros::from_millis(100));
+        assert_eq!(
+            b_master,
+            Some(last_150 + mdi),
+            "takeover = last advert at 150 + Master_Down_Interval"
+        );
+        assert!(last_150 <= Instant(3_000_000));
+        assert_eq!(r[1].state(), State::Master);
+    }
+
     #[test]
     fn plan_readds_with_new_prefix_and_deletes_with_the_kernels() {
         let want: BTreeMap<IpAddr, u8> = [(ip("192.0.2.100"), 32)].into();
