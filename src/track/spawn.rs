@@ -3,9 +3,17 @@
 //! group, optionally as another user; a timeout kills the whole group.
 //!
 //! ```ignore
-//! let script = Script::new(argv, Duration::from_secs(2)).run_as(RunAs::lookup("nobody", None)?);
-//! match script.run().await { Outcome::Exited(0) => ok, other => warn!("{other}") }
+//! // `RunAs` is resolved at config load (unknown user = config error);
+//! // `global.script_user` is the default, `None` = as vipd runs.
+//! let who = Some(RunAs::lookup("nobody", None)?);
+//! let mut script = Script::new(argv, Duration::from_secs(30)).run_as(who);
+//! script.env.push(("VIPD_STATE".into(), "MASTER".into())); // optional extra environment
+//! let outcome = script.run().await; // never panics
+//! if !outcome.success() { warn!("notify: {outcome}") }
 //! ```
+//!
+//! `split_command` turns a keepalived-style string into argv at config load;
+//! `crate::config::script_security` is `enable_script_security`'s check.
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
