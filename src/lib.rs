@@ -13,4 +13,5 @@ pub mod daemon;
 pub mod net;
 pub mod proxy;
 pub mod time;
+pub mod track;
 pub mod vrrp;

@@ -353,3 +353,217 @@ fn check_reports_every_error_with_a_caret_and_a_suggestion() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+const TRACK_BASE: &str =
+    "[vrrp_instance.VI_1]\ninterface = \"eth0\"\nvirtual_router_id = 1\nvirtual_ipaddress = [\"192.0.2.100/24\"]\n";
+
+#[test]
+fn tracking_parses_with_keepalived_defaults() {
+    let text = format!(
+        "[global]\nscript_user = \"nobody\"\n\
+         [vrrp_script.chk]\nscript = \"/bin/kill -0 'a b'\"\n\
+         [vrrp_script.fast]\nscript = [\"/bin/true\"]\ninterval = \"250ms\"\ntimeout = 0.1\nrise = 2\nfall = 3\nweight = -20\nuser = \"root\"\n\
+         [vrrp_track_file.f]\nfile = \"/run/vipd/prio\"\ninit_file = 5\n\
+         [vrrp_track_process.p]\nprocess = \"haproxy -f /etc/h.cfg\"\nparam_match = \"partial\"\nquorum = 2\nquorum_max = 4\ndelay = 0.5\n\
+         {TRACK_BASE}track_script = [{{ name = \"chk\" }}, {{ name = \"fast\", weight = 10 }}]\n\
+         track_file = [{{ name = \"f\" }}]\ntrack_process = [{{ name = \"p\", weight = -30 }}]\n"
+    );
+    let c = config::parse(&text, "t.toml").unwrap();
+    let chk = &c.track.scripts["chk"];
+    assert_eq!(chk.argv, vec!["/bin/kill", "-0", "a b"]);
+    // keepalived: interval 1 s, timeout = interval, rise = fall = 1, weight 0.
+    assert_eq!(
+        (chk.interval, chk.timeout, chk.rise, chk.fall, chk.weight),
+        (Micros(1_000_000), Micros(1_000_000), 1, 1, 0)
+    );
+    // The global script_user is the default user; a script's own user wins.
+    assert_eq!(chk.run_as.as_ref().unwrap().user, "nobody");
+    let fast = &c.track.scripts["fast"];
+    assert_eq!(
+        (fast.interval, fast.timeout, fast.rise, fast.fall, fast.weight),
+        (Micros(250_000), Micros(100_000), 2, 3, -20)
+    );
+    assert!(fast.run_as.as_ref().unwrap().is_root());
+    // track_file / track_process weights default to 1 (keepalived).
+    assert_eq!((c.track.files["f"].weight, c.track.files["f"].init_file), (1, Some(5)));
+    let p = &c.track.processes["p"];
+    assert_eq!(
+        (p.process.as_str(), p.params.len(), p.quorum, p.quorum_max),
+        ("haproxy", 2, 2, 4)
+    );
+    assert_eq!((p.fork_delay, p.terminate_delay), (Micros(500_000), Micros(500_000)));
+    let t = &c.instances[0].track;
+    assert_eq!(t.scripts.iter().map(|r| r.weight).collect::<Vec<_>>(), vec![0, 10]);
+    assert_eq!((t.files[0].weight, t.processes[0].weight), (1, -30));
+}
+
+#[test]
+fn tracking_errors() {
+    let s = "[vrrp_script.chk]\nscript = \"/bin/true\"\n";
+    // Unknown tracker names, twice tracked, weights out of range.
+    bad(
+        &format!("{s}{TRACK_BASE}track_script = [{{ name = \"nope\" }}]\n"),
+        7,
+        &["track_script.name", "no [vrrp_script.nope]"],
+    );
+    bad(
+        &format!("{s}{TRACK_BASE}track_script = [{{ name = \"chk\" }}, {{ name = \"chk\" }}]\n"),
+        7,
+        &["tracked twice"],
+    );
+    bad(
+        &format!("{s}{TRACK_BASE}track_script = [{{ name = \"chk\", weight = 254 }}]\n"),
+        7,
+        &["track_script.weight", "-253..=253"],
+    );
+    bad(
+        &format!("{TRACK_BASE}track_file = [{{ name = \"x\" }}]\n"),
+        5,
+        &["no [vrrp_track_file.x]"],
+    );
+    bad(
+        &format!("{TRACK_BASE}track_process = [{{ name = \"x\" }}]\n"),
+        5,
+        &["no [vrrp_track_process.x]"],
+    );
+    bad(
+        &format!("{TRACK_BASE}track_virtual_server = [{{ name = \"web\" }}]\n"),
+        5,
+        &["no [virtual_server.web]"],
+    );
+    // Script values.
+    bad(
+        "[vrrp_script.c]\nscript = \"\"\n",
+        2,
+        &["vrrp_script.c.script", "empty command"],
+    );
+    bad("[vrrp_script.c]\nscript = \"/bin/x 'open\"\n", 2, &["unclosed"]);
+    bad("[vrrp_script.c]\nscript = []\n", 2, &["empty command"]);
+    bad(
+        "[vrrp_script.c]\nscript = \"/bin/true\"\nweight = -300\n",
+        3,
+        &["vrrp_script.c.weight", "-253..=253"],
+    );
+    bad(
+        "[vrrp_script.c]\nscript = \"/bin/true\"\nrise = 0\n",
+        3,
+        &["vrrp_script.c.rise"],
+    );
+    bad(
+        "[vrrp_script.c]\nscript = \"/bin/true\"\nfall = 0\n",
+        3,
+        &["vrrp_script.c.fall"],
+    );
+    bad(
+        "[vrrp_script.c]\nscript = \"/bin/true\"\ninterval = \"1ms\"\n",
+        3,
+        &["vrrp_script.c.interval", "at least 10ms"],
+    );
+    bad(
+        "[vrrp_script.c]\nscript = \"/bin/true\"\ntimeout = \"soon\"\n",
+        3,
+        &["vrrp_script.c.timeout", "not a duration"],
+    );
+    bad(
+        "[vrrp_script.c]\nscript = \"/bin/true\"\nuser = \"no-such-user-vipd\"\n",
+        3,
+        &["vrrp_script.c.user", "unknown user"],
+    );
+    bad(
+        "[vrrp_script.c]\nscript = \"/bin/true\"\nuser = \"root no-such-group-vipd\"\n",
+        3,
+        &["unknown group"],
+    );
+    bad(
+        "[vrrp_script.c]\nscript = \"/bin/true\"\ngroup = \"root\"\n",
+        3,
+        &["group needs user"],
+    );
+    bad(
+        "[vrrp_script.c]\nscript = \"/bin/true\"\nshell = true\n",
+        3,
+        &["unknown field", "shell"],
+    );
+    bad(
+        "[global]\nscript_user = \"no-such-user-vipd\"\n",
+        2,
+        &["global.script_user", "unknown user"],
+    );
+    bad("[vrrp_script.\"a b\"]\nscript = \"/bin/true\"\n", 1, &["names use"]);
+    // Files and processes.
+    bad(
+        "[vrrp_track_file.f]\nfile = \"prio\"\n",
+        2,
+        &["vrrp_track_file.f.file", "absolute"],
+    );
+    bad(
+        "[vrrp_track_file.f]\nfile = \"/run/p\"\nweight = 255\n",
+        3,
+        &["-254..=254"],
+    );
+    bad(
+        "[vrrp_track_process.p]\nprocess = \"nginx\"\nquorum = 0\n",
+        3,
+        &["vrrp_track_process.p.quorum"],
+    );
+    bad(
+        "[vrrp_track_process.p]\nprocess = \"nginx\"\nquorum = 3\nquorum_max = 2\n",
+        4,
+        &["quorum_max", "below quorum"],
+    );
+    bad(
+        "[vrrp_track_process.p]\nprocess = \"nginx x\"\nparam_match = \"fuzzy\"\n",
+        3,
+        &["param_match", "\"initial\""],
+    );
+    bad(
+        "[vrrp_track_process.p]\nprocess = \"a-very-long-process-name\"\n",
+        2,
+        &["15 characters", "full_command"],
+    );
+}
+
+#[test]
+fn track_virtual_server_quorum_is_checked_against_its_backends() {
+    let vs = "[virtual_server.web]\nlisten = \"192.0.2.100:80\"\nreal_server = [{ address = \"198.51.100.1:80\" }, { address = \"198.51.100.2:80\" }]\n";
+    let ok = format!("{vs}{TRACK_BASE}track_virtual_server = [{{ name = \"web\", quorum = 2, weight = -60 }}]\n");
+    let c = config::parse(&ok, "t.toml").unwrap();
+    let t = &c.instances[0].track.virtual_servers[0];
+    assert_eq!((t.name.as_str(), t.quorum, t.weight), ("web", 2, -60));
+    bad(
+        &format!("{vs}{TRACK_BASE}track_virtual_server = [{{ name = \"web\", quorum = 3 }}]\n"),
+        8,
+        &["track_virtual_server.quorum", "1..=2", "2 real servers"],
+    );
+}
+
+#[test]
+fn script_security_refuses_root_scripts_others_can_change() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("vipd-sec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("chk.sh");
+    std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let text = format!(
+        "[global]\nenable_script_security = true\n[vrrp_script.c]\nscript = \"{}\"\n",
+        script.display()
+    );
+    bad(&text, 4, &["vrrp_script.c.script", "writable by a non-root user"]);
+    // Not run as root: allowed.
+    let as_nobody = format!("{text}user = \"nobody\"\n");
+    config::parse(&as_nobody, "t.toml").unwrap();
+    // Not found in the clean PATH.
+    bad(
+        "[global]\nenable_script_security = true\n[vrrp_script.c]\nscript = \"no-such-prog-vipd\"\n",
+        4,
+        &["not found"],
+    );
+    // A root-owned system program is fine.
+    config::parse(
+        "[global]\nenable_script_security = true\n[vrrp_script.c]\nscript = \"true\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -231,6 +231,25 @@ fn render_instance(o: &mut String, i: &InstanceStatus) {
             t.at_us as f64 / 1e6
         );
     }
+    if !i.trackers.is_empty() {
+        let parts: Vec<String> = i
+            .trackers
+            .iter()
+            .map(|t| {
+                let mut s = format!("{} {} {}", t.kind, t.name, t.state);
+                if let Some(v) = t.value {
+                    s.push_str(&format!("={v}"));
+                }
+                match (t.fault, t.contribution) {
+                    (true, _) => s.push_str(" FAULT"),
+                    (false, 0) => {}
+                    (false, c) => s.push_str(&format!(" {c:+}")),
+                }
+                s
+            })
+            .collect();
+        let _ = writeln!(o, "      tracking: {}", parts.join(", "));
+    }
     if i.vip_add_failures + i.vip_remove_failures > 0 {
         let _ = writeln!(
             o,

@@ -36,6 +36,9 @@ pub struct Instance {
     /// `use_vmac` (src/config/vmac.rs): the macvlan with the virtual MAC.
     #[serde(default)]
     pub vmac: Option<super::vmac::Vmac>,
+    /// Scripts, files, processes and virtual servers tracked (config/track.rs).
+    #[serde(default)]
+    pub track: super::InstanceTracking,
 }
 
 /// The dotted key of a field of instance `name`.
@@ -100,6 +103,7 @@ impl Cx<'_> {
             track_interface,
             notify,
             vmac,
+            track: Default::default(),
         })
     }
 

@@ -13,6 +13,7 @@ mod instance;
 mod raw;
 mod server;
 mod specs;
+mod track;
 mod vmac;
 
 use std::net::SocketAddr;
@@ -29,6 +30,9 @@ pub use diag::{did_you_mean, parse_all, render};
 pub use instance::{Instance, TrackInterface};
 pub use server::{Admin, LbAlgo, OnMarkedDown, Protocol, RealServer, StreamLimits, VirtualServer};
 pub use specs::{passive_policy, table_spec};
+pub use track::{
+    script_security, InstanceTracking, ParamMatch, TrackFile, TrackProcess, TrackRef, TrackVs, Tracking, VrrpScript,
+};
 pub use vmac::Vmac;
 
 /// The control socket when `global.control_socket` is not set, and `vipctl`'s default.
@@ -68,6 +72,9 @@ pub struct Config {
     pub instances: Vec<Instance>,
     /// Sorted by name.
     pub servers: Vec<VirtualServer>,
+    /// Named trackers (`vrrp_script`, `vrrp_track_file`, `vrrp_track_process`).
+    #[serde(default)]
+    pub track: Tracking,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -75,6 +82,12 @@ pub struct Global {
     pub router_id: String,
     pub control_socket: PathBuf,
     pub metrics: Option<SocketAddr>,
+    /// Default user of scripts (keepalived `script_user`); `None` = as vipd runs.
+    #[serde(default)]
+    pub script_user: Option<crate::track::spawn::RunAs>,
+    /// Refuse root scripts that a non-root user could change.
+    #[serde(default)]
+    pub enable_script_security: bool,
 }
 
 /// Load and validate a configuration file.
@@ -202,11 +215,29 @@ impl Cx<'_> {
     fn build_all(&self, raw: raw::File) -> Result<Config, Vec<ConfigError>> {
         let mut errors = Vec::new();
         let global = self.global(raw.global.as_ref()).map_err(|e| errors.push(e)).ok();
+        let mut track_failed = global.is_none();
+        let track = match &global {
+            Some(g) => self.tracking(&raw, g).unwrap_or_else(|e| {
+                errors.push(e);
+                track_failed = true;
+                Tracking::default()
+            }),
+            None => Tracking::default(),
+        };
         let mut instances = Vec::new();
         let mut failed = Vec::new();
         for (name, inst) in raw.vrrp_instance.iter().flatten() {
             match self.instance(name, inst) {
-                Ok(i) => instances.push(i),
+                Ok(mut i) => {
+                    // Tracker names are only checked against trackers that validated.
+                    if !track_failed {
+                        match self.instance_tracking(name, inst.get_ref(), &raw, &track) {
+                            Ok(t) => i.track = t,
+                            Err(e) => errors.push(e),
+                        }
+                    }
+                    instances.push(i)
+                }
                 Err(e) => {
                     errors.push(e);
                     failed.push(name.clone());
@@ -253,6 +284,7 @@ impl Cx<'_> {
                 global,
                 instances,
                 servers,
+                track,
             }),
             _ => Err(errors),
         }
@@ -264,9 +296,12 @@ impl Cx<'_> {
                 router_id: hostname(),
                 control_socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
                 metrics: None,
+                script_user: None,
+                enable_script_security: false,
             });
         };
         let g = g.get_ref();
+        let scripts = self.script_globals(g.script_user.as_ref(), g.enable_script_security.as_ref())?;
         let metrics = match &g.metrics {
             None => None,
             Some(m) => Some(m.get_ref().parse::<SocketAddr>().map_err(|_| {
@@ -295,6 +330,8 @@ impl Cx<'_> {
                 .unwrap_or_else(hostname),
             control_socket,
             metrics,
+            script_user: scripts.script_user,
+            enable_script_security: scripts.enable_script_security,
         })
     }
 }

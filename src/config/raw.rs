@@ -11,6 +11,10 @@ pub struct File {
     pub global: Option<Spanned<Global>>,
     pub vrrp_instance: Option<BTreeMap<String, Spanned<Instance>>>,
     pub virtual_server: Option<BTreeMap<String, Spanned<Server>>>,
+    // Tracking (config/track.rs).
+    pub vrrp_script: Option<BTreeMap<String, Spanned<super::track::RawScript>>>,
+    pub vrrp_track_file: Option<BTreeMap<String, Spanned<super::track::RawFile>>>,
+    pub vrrp_track_process: Option<BTreeMap<String, Spanned<super::track::RawProcess>>>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -19,6 +23,9 @@ pub struct Global {
     pub router_id: Option<Spanned<String>>,
     pub control_socket: Option<Spanned<String>>,
     pub metrics: Option<Spanned<String>>,
+    // Scripts (config/track.rs).
+    pub script_user: Option<Spanned<String>>,
+    pub enable_script_security: Option<Spanned<bool>>,
 }
 
 /// A number of seconds (integer or float) or a duration string.
@@ -72,6 +79,11 @@ pub struct Instance {
     pub garp_master_refresh: Option<Spanned<NumOrStr>>,
     pub garp_master_refresh_repeat: Option<Spanned<i64>>,
     pub garp_lower_prio_repeat: Option<Spanned<i64>>,
+    // Tracking (config/track.rs).
+    pub track_script: Option<Vec<Spanned<super::track::RawRef>>>,
+    pub track_file: Option<Vec<Spanned<super::track::RawRef>>>,
+    pub track_process: Option<Vec<Spanned<super::track::RawRef>>>,
+    pub track_virtual_server: Option<Vec<Spanned<super::track::RawVsRef>>>,
 }
 
 /// An HTTP status: 200, "2xx", or [200, 399].

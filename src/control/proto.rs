@@ -155,6 +155,9 @@ pub struct InstanceStatus {
     /// The last VIP install or removal error, if any.
     #[serde(default)]
     pub vip_last_error: Option<String>,
+    /// What the instance tracks and what each adds now (`track::TrackerStatus`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trackers: Vec<crate::track::TrackerStatus>,
     #[serde(flatten)]
     pub router: RouterStatus,
 }

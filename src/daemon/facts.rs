@@ -1,12 +1,14 @@
 //! PURE: decisions the daemon takes from interface facts: the address an
-//! instance sends adverts from (TX3) and its effective priority from tracked
-//! interfaces. No I/O: the facts come from `net::netlink` via `links`.
+//! instance sends adverts from (TX3) and its effective priority from what it
+//! tracks (interfaces, scripts, files, processes, virtual servers). No I/O: the facts come from `net::netlink` via `links`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use crate::config::Instance;
 use crate::net::netlink::IfFacts;
+use crate::track::state::{Signal, Tracked};
+use crate::track::TrackerStatus;
 use crate::vrrp::wire::Family;
 
 /// The address family of an instance (one family per instance).
@@ -39,29 +41,93 @@ pub fn source_for(inst: &Instance, facts: Option<&IfFacts>, vips: &BTreeSet<IpAd
     }
 }
 
-/// What the tracked interfaces make of an instance (keepalived's rules): the
-/// effective priority (base + the weights of up interfaces with a positive
-/// weight + the weights of down interfaces with a negative one, clamped to
-/// 1..=254; the owner's 255 stays) and the first weight-0 interface that is
-/// down (FAULT while there is one). `reverse` swaps up and down.
-/// `is_up(name)` reports an interface's link state.
-pub fn tracked(inst: &Instance, is_up: impl Fn(&str) -> bool) -> (u8, Option<String>) {
-    let base = inst.router.priority;
-    let mut p = i32::from(base);
-    let mut fault = None;
-    for t in &inst.track_interface {
-        let up = is_up(&t.interface) != t.reverse;
-        match t.weight {
-            0 if !up => {
-                fault.get_or_insert_with(|| format!("interface {}", t.interface));
-            }
-            w if w > 0 && up => p += w,
-            w if w < 0 && !up => p += w,
-            _ => {}
+/// What tracking makes of an instance: its effective priority, the first
+/// tracker that faults it (FAULT while set), and each tracker's share.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrackOutcome {
+    pub priority: u8,
+    pub fault: Option<String>,
+    pub trackers: Vec<TrackerStatus>,
+}
+
+/// Smallest (most negative) share a tracked file may give before it faults
+/// the instance (keepalived: a result below -253 is FAULT).
+const FILE_FAULT_BELOW: i64 = -253;
+
+/// One tracker's share of the priority and whether it faults (keepalived's
+/// rules): weight 0 faults while down (a file: while its value is not 0);
+/// a positive weight is added while up, a negative one while down; a file
+/// adds value x weight and faults below -253. An address owner (base 255)
+/// ignores weighted trackers (keepalived drops them with a warning) but still
+/// faults on weight-0 ones.
+fn share(t: &Tracked, owner: bool) -> (i64, bool, &'static str) {
+    let w = i64::from(t.weight);
+    let (c, fault, state) = match t.signal {
+        Signal::Unknown => (0, false, "unknown"),
+        Signal::Up => (if w > 0 { w } else { 0 }, false, "up"),
+        Signal::Down => (if w < 0 { w } else { 0 }, w == 0, "down"),
+        Signal::Value(v) if w == 0 => (0, v != 0, if v == 0 { "up" } else { "down" }),
+        Signal::Value(v) => {
+            let c = v.saturating_mul(w);
+            (
+                c,
+                c < FILE_FAULT_BELOW,
+                if c < FILE_FAULT_BELOW { "down" } else { "up" },
+            )
         }
+    };
+    if owner && w != 0 {
+        return (0, false, state);
     }
-    let prio = if base == 255 { 255 } else { p.clamp(1, 254) as u8 };
-    (prio, fault)
+    (c, fault, state)
+}
+
+/// What tracking makes of an instance: base priority + the shares of the
+/// tracked interfaces (`is_up(name)`, `reverse` swaps up and down) and of
+/// `others` (scripts, files, processes, virtual servers), clamped to
+/// 1..=254; the owner's 255 stays (weights ignored, see [`share`]). The
+/// fault is the first weight-0 tracker that is down, interfaces first.
+pub fn tracked(inst: &Instance, is_up: impl Fn(&str) -> bool, others: &[Tracked]) -> TrackOutcome {
+    let base = inst.router.priority;
+    let owner = base == 255;
+    let ifaces = inst.track_interface.iter().map(|t| Tracked {
+        kind: "interface",
+        name: t.interface.clone(),
+        weight: t.weight,
+        signal: if is_up(&t.interface) != t.reverse {
+            Signal::Up
+        } else {
+            Signal::Down
+        },
+    });
+    let mut p = i64::from(base);
+    let mut fault = None;
+    let mut trackers = Vec::new();
+    for t in ifaces.chain(others.iter().cloned()) {
+        let (c, f, state) = share(&t, owner);
+        p = p.saturating_add(c);
+        if f {
+            fault.get_or_insert_with(|| format!("{} {}", t.kind, t.name));
+        }
+        trackers.push(TrackerStatus {
+            kind: t.kind.to_string(),
+            name: t.name.clone(),
+            weight: t.weight,
+            state: state.to_string(),
+            contribution: c.clamp(-100_000, 100_000) as i32,
+            fault: f,
+            value: match t.signal {
+                Signal::Value(v) => Some(v),
+                _ => None,
+            },
+        });
+    }
+    let priority = if owner { 255 } else { p.clamp(1, 254) as u8 };
+    TrackOutcome {
+        priority,
+        fault,
+        trackers,
+    }
 }
 
 /// What the kernel must change so that the interface holds exactly `want`
@@ -167,15 +233,230 @@ mod tests {
             .instances
             .remove(0);
         let up = |set: &'static [&'static str]| move |n: &str| set.contains(&n);
+        let t = |set| {
+            let o = tracked(&i, up(set), &[]);
+            (o.priority, o.fault)
+        };
         // All up: +20 for p; r is up, reversed = "down": -5.
-        assert_eq!(tracked(&i, up(&["f", "p", "n", "r"])), (115, None));
+        assert_eq!(t(&["f", "p", "n", "r"]), (115, None));
         // n down: -30; p down: nothing; r down (reversed: up): nothing.
-        assert_eq!(tracked(&i, up(&["f"])), (70, None));
+        assert_eq!(t(&["f"]), (70, None));
         // f (weight 0) down: FAULT.
+        assert_eq!(t(&["p", "n", "r"]), (115, Some("interface f".to_string())));
+    }
+
+    fn trk(kind: &'static str, name: &str, weight: i32, signal: Signal) -> Tracked {
+        Tracked {
+            kind,
+            name: name.into(),
+            weight,
+            signal,
+        }
+    }
+
+    fn with_priority(p: u8) -> Instance {
+        let mut i = inst(&["192.0.2.100/24"]);
+        i.router.priority = p;
+        i
+    }
+
+    #[test]
+    fn scripts_files_processes_follow_keepalived_weights() {
+        let i = with_priority(100);
+        let none = |_: &str| true;
+        let t = |others: &[Tracked]| {
+            let o = tracked(&i, none, others);
+            (o.priority, o.fault)
+        };
+        // Negative: added while failing; positive: while succeeding; unknown: nothing.
+        assert_eq!(t(&[trk("script", "a", -20, Signal::Down)]), (80, None));
+        assert_eq!(t(&[trk("script", "a", -20, Signal::Up)]), (100, None));
+        assert_eq!(t(&[trk("script", "a", 30, Signal::Up)]), (130, None));
+        assert_eq!(t(&[trk("script", "a", 30, Signal::Down)]), (100, None));
+        assert_eq!(t(&[trk("script", "a", 0, Signal::Unknown)]), (100, None));
+        // Weight 0: FAULT while failing, named.
         assert_eq!(
-            tracked(&i, up(&["p", "n", "r"])),
-            (115, Some("interface f".to_string()))
+            t(&[
+                trk("process", "p", 0, Signal::Down),
+                trk("script", "s", 0, Signal::Down)
+            ]),
+            (100, Some("process p".to_string()))
         );
+        // A file adds value x weight; weight 0 faults on a non-zero value;
+        // below -253 faults.
+        assert_eq!(t(&[trk("file", "f", 5, Signal::Value(-3))]), (85, None));
+        assert_eq!(t(&[trk("file", "f", 0, Signal::Value(0))]), (100, None));
+        assert_eq!(
+            t(&[trk("file", "f", 0, Signal::Value(2))]),
+            (100, Some("file f".to_string()))
+        );
+        assert_eq!(
+            t(&[trk("file", "f", 1, Signal::Value(-254))]),
+            (1, Some("file f".to_string()))
+        );
+        // Clamped to 1..=254, whatever the sum.
+        assert_eq!(
+            t(&[
+                trk("file", "f", 254, Signal::Value(1)),
+                trk("script", "a", 253, Signal::Up)
+            ])
+            .0,
+            254
+        );
+        assert_eq!(
+            t(&[
+                trk("script", "a", -253, Signal::Down),
+                trk("process", "b", -254, Signal::Down)
+            ])
+            .0,
+            1
+        );
+        // The list for status: each tracker's state and share.
+        let o = tracked(
+            &i,
+            none,
+            &[
+                trk("file", "f", 5, Signal::Value(-3)),
+                trk("script", "s", 0, Signal::Down),
+            ],
+        );
+        assert_eq!(o.trackers.len(), 2);
+        assert_eq!((o.trackers[0].contribution, o.trackers[0].value), (-15, Some(-3)));
+        assert_eq!((o.trackers[1].state.as_str(), o.trackers[1].fault), ("down", true));
+    }
+
+    #[test]
+    fn an_owner_keeps_255_and_faults_on_weight_zero() {
+        let i = with_priority(255);
+        let up = |_: &str| true;
+        let o = tracked(
+            &i,
+            up,
+            &[
+                trk("script", "a", -50, Signal::Down),
+                trk("file", "f", 10, Signal::Value(-30)),
+            ],
+        );
+        assert_eq!((o.priority, o.fault), (255, None));
+        assert!(o.trackers.iter().all(|t| t.contribution == 0));
+        let o = tracked(&i, up, &[trk("script", "a", 0, Signal::Down)]);
+        assert_eq!((o.priority, o.fault), (255, Some("script a".to_string())));
+    }
+
+    /// Virtual time, pure pieces only: a master tracking a script (interval
+    /// 1 s, fall 2, weight -100) whose process dies at 1.1 s lowers its
+    /// priority at the second failing run (3.0 s, exactly), and the backup
+    /// takes over exactly Master_Down_Interval after the master's last advert
+    /// at the old priority (the lowered adverts do not hold it back).
+    #[test]
+    fn script_failover_timing_in_virtual_time() {
+        use crate::time::{Instant, Micros};
+        use crate::track::state::ScriptState;
+        use crate::vrrp::router::{master_down_interval, Router};
+        use crate::vrrp::{wire, Action, Input, Received, State};
+
+        let mut a_inst = with_priority(150);
+        a_inst.router.advert_interval = crate::vrrp::Interval::V3(crate::vrrp::Centis::new(10).unwrap());
+        let mut b_cfg = a_inst.router.clone();
+        b_cfg.priority = 100;
+        let addrs = [ip("192.0.2.1"), ip("192.0.2.2")];
+        let mut r = [
+            Router::new(a_inst.router.clone(), Some(addrs[0])),
+            Router::new(b_cfg, Some(addrs[1])),
+        ];
+        let mut script = ScriptState::new(1, 2, false, Instant::ZERO);
+        let kill = Instant(1_100_000);
+        let mut next_run = Instant::ZERO;
+        let mut prio_a = 150u8;
+        let mut lowered_at = None;
+        let mut last_150 = None;
+        let mut b_master = None;
+        // Carry out actions: adverts reach the other router at once.
+        fn deliver(
+            r: &mut [Router; 2],
+            from: usize,
+            now: Instant,
+            acts: Vec<Action>,
+            addrs: &[IpAddr; 2],
+            log: &mut Vec<(usize, Instant, Action)>,
+        ) {
+            let mut queue: Vec<(usize, Action)> = acts.into_iter().map(|a| (from, a)).collect();
+            while let Some((i, a)) = queue.pop() {
+                if let Action::SendAdvert { advert, checksum_form } = &a {
+                    let rx = Received {
+                        src: addrs[i],
+                        dst: IpAddr::V4(wire::GROUP_V4),
+                        ttl: 255,
+                        checksum_form: *checksum_form,
+                        advert: advert.clone(),
+                    };
+                    let more = r[1 - i].handle(now, Input::Advert(Ok(rx)));
+                    queue.extend(more.into_iter().map(|m| (1 - i, m)));
+                }
+                log.push((i, now, a));
+            }
+        }
+        let mut log = Vec::new();
+        let mut now = Instant::ZERO;
+        for i in 0..2 {
+            let acts = r[i].handle(now, Input::Startup);
+            deliver(&mut r, i, now, acts, &addrs, &mut log);
+        }
+        for _ in 0..100_000 {
+            let t = [r[0].poll_at(), r[1].poll_at(), Some(next_run)]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap();
+            if t > Instant(6_000_000) {
+                break;
+            }
+            now = t;
+            if now == next_run {
+                script.record(now < kill, "run", now);
+                let o = tracked(
+                    &a_inst,
+                    |_| true,
+                    &[Tracked {
+                        kind: "script",
+                        name: "chk".into(),
+                        weight: -100,
+                        signal: script.signal(),
+                    }],
+                );
+                if o.priority != prio_a {
+                    prio_a = o.priority;
+                    lowered_at = Some(now);
+                    let acts = r[0].handle(now, Input::SetPriority(prio_a));
+                    deliver(&mut r, 0, now, acts, &addrs, &mut log);
+                }
+                next_run = now + Micros::from_secs(1);
+            }
+            for i in 0..2 {
+                if r[i].poll_at().is_some_and(|p| p <= now) {
+                    let acts = r[i].handle(now, Input::Tick);
+                    deliver(&mut r, i, now, acts, &addrs, &mut log);
+                }
+            }
+        }
+        for (i, t, a) in &log {
+            match a {
+                Action::SendAdvert { advert, .. } if *i == 0 && advert.priority == 150 => last_150 = Some(*t),
+                Action::StateChange { to: State::Master, .. } if *i == 1 => b_master = Some(*t),
+                _ => {}
+            }
+        }
+        assert_eq!(lowered_at, Some(Instant(3_000_000)), "the second failing run");
+        assert_eq!(prio_a, 50);
+        let last_150 = last_150.expect("adverts at 150");
+        let mdi = master_down_interval(crate::vrrp::Version::V3, 100, Micros::from_millis(100));
+        assert_eq!(
+            b_master,
+            Some(last_150 + mdi),
+            "takeover = last advert at 150 + Master_Down_Interval"
+        );
+        assert!(last_150 <= Instant(3_000_000));
+        assert_eq!(r[1].state(), State::Master);
     }
 
     #[test]

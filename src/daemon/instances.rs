@@ -128,7 +128,8 @@ impl Daemon {
         let (master_tx, master_rx) = watch::channel(false);
         self.mastership.insert(inst.name.clone(), master_rx);
         let family = family_of(&inst);
-        let (effective_priority, track_fault) = tracked(&inst, |n| self.links.is_up(n));
+        let t = tracked(&inst, |n| self.links.is_up(n), &self.track.inputs(&inst));
+        let (effective_priority, track_fault) = (t.priority, t.fault);
         if self.links.facts(&inst.interface).is_none() {
             warn!(
                 "{}: interface {} does not exist (fault until it appears)",

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
-use super::facts::{plan_vips, source_for, tracked, VipPlan};
+use super::facts::{plan_vips, source_for, VipPlan};
 use super::instances::VipBook;
 use super::{Daemon, Event};
 use crate::net::announce::PacketSender;
@@ -376,7 +376,6 @@ impl Daemon {
             };
             let up = self.links.is_up(&ifname);
             let src = self.source_of(i, &vips);
-            let (prio, fault) = tracked(&self.insts.list[i].cfg, |n| self.links.is_up(n));
             let x = &mut self.insts.list[i];
             if up != x.link_up {
                 x.link_up = up;
@@ -391,22 +390,7 @@ impl Daemon {
                 x.src = src;
                 actions.extend(x.router.handle(now, Input::LocalAddr(src)));
             }
-            if prio != x.effective_priority {
-                info!(
-                    "{name}: tracked interfaces change priority {} -> {prio}",
-                    x.effective_priority
-                );
-                x.effective_priority = prio;
-                actions.extend(x.router.handle(now, Input::SetPriority(prio)));
-            }
-            if fault != x.track_fault {
-                match &fault {
-                    Some(what) => warn!("{name}: tracked {what} is down (weight 0: fault)"),
-                    None => info!("{name}: every weight-0 tracked interface is up again"),
-                }
-                x.track_fault = fault.clone();
-                actions.extend(x.router.handle(now, Input::TrackFault(fault)));
-            }
+            actions.extend(self.retrack(i, now, "tracked interface"));
             self.exec(i, actions).await;
             self.reconcile_vips(i);
         }

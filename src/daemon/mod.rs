@@ -12,6 +12,7 @@ mod instances;
 mod links;
 mod reload;
 mod systemd;
+mod tracking;
 mod vmac;
 
 use std::collections::{BTreeMap, HashMap};
@@ -120,6 +121,9 @@ pub struct Daemon {
     /// Transitions, failover phases, time without master, readiness (metrics).
     obs: Observer,
     handover: handover::Book,
+    /// Tracking runners and state (`tracking.rs`), and where runners report.
+    track: crate::track::Trackers,
+    track_sink: crate::track::Sink,
 }
 
 impl Daemon {
@@ -162,6 +166,7 @@ impl Daemon {
         tokio::spawn(control::serve(listener, ctl_tx, control_errors.clone()));
 
         let jobs = links::spawn_worker(nl.clone(), ev_tx.clone());
+        let (track_sink, track_rx) = tracking::channel();
         let mut d = Daemon {
             path,
             cfg: cfg.clone(),
@@ -185,6 +190,8 @@ impl Daemon {
             mastership: HashMap::new(),
             obs,
             handover: handover::Book::default(),
+            track: Default::default(),
+            track_sink,
         };
         d.refresh_now().await;
         d.sync_vmacs(true).await;
@@ -196,6 +203,7 @@ impl Daemon {
             d.shutdown("start-up failed", &mut ev_rx).await;
             return Err(e);
         }
+        d.start_trackers();
         info!(
             "vipd started: {} instance(s), {} virtual server(s)",
             d.insts.list.len(),
@@ -203,7 +211,7 @@ impl Daemon {
         );
         sd_notify("READY=1");
         d.obs.set_stage(Stage::Ready);
-        d.event_loop(&mut signals, ev_rx, nl_rx, ctl_rx).await
+        d.event_loop(&mut signals, ev_rx, nl_rx, ctl_rx, track_rx).await
     }
 
     async fn event_loop(
@@ -212,6 +220,7 @@ impl Daemon {
         mut ev_rx: mpsc::UnboundedReceiver<Event>,
         mut nl_rx: mpsc::UnboundedReceiver<Changed>,
         mut ctl_rx: mpsc::Receiver<Envelope>,
+        mut track_rx: mpsc::UnboundedReceiver<crate::track::Report>,
     ) -> Result<(), String> {
         let mut timer = crate::net::timer::PreciseTimer::new().map_err(|e| format!("timerfd: {e}"))?;
         let mut armed: Option<Instant> = None;
@@ -256,6 +265,7 @@ impl Daemon {
                     self.on_timers().await;
                 }
                 _ = sleep_until(retry), if retry.is_some() => self.on_vip_retry(),
+                Some(r) = track_rx.recv() => self.on_track(r).await,
             }
         }
     }
@@ -312,6 +322,7 @@ impl Daemon {
         info!("{why}: leaving (priority 0 adverts, releasing VIPs)");
         sd_notify("STOPPING=1");
         self.obs.set_stage(Stage::Stopping);
+        self.track.stop();
         for i in 0..self.insts.list.len() {
             self.input(i, Input::Shutdown).await;
         }

@@ -69,6 +69,8 @@ impl Daemon {
         } else if let Err(e) = self.start_balancer().await {
             msg.push_str(&format!("; {e}"));
         }
+        self.start_trackers();
+        self.retrack_all("reload").await;
         info!("{msg}");
         sd_notify("READY=1");
         Ok(msg)
@@ -192,6 +194,7 @@ impl Daemon {
                     vip_add_failures: i.vips.add_failures,
                     vip_remove_failures: i.vips.remove_failures,
                     vip_last_error: i.vips.last_error.clone(),
+                    trackers: self.trackers_of(i),
                     router: i.router.status(),
                 })
                 .collect(),

@@ -210,6 +210,14 @@ impl Balancer {
             .collect()
     }
 
+    /// Each virtual server's table, by name (`track_virtual_server` reads health).
+    pub fn tables(&self) -> Vec<(String, balance::TableHandle)> {
+        self.servers
+            .iter()
+            .map(|(n, vs)| (n.clone(), vs.shared.table.clone()))
+            .collect()
+    }
+
     /// Change a backend's admin state: drain stops new connections, maint also
     /// closes its existing ones.
     pub fn set_admin(&self, vs: &str, backend: SocketAddr, admin: Admin) -> Result<(), ProxyError> {

@@ -114,6 +114,7 @@ pub fn sample_status() -> Status {
         vip_add_failures: 0,
         vip_remove_failures: 0,
         vip_last_error: None,
+        trackers: Vec::new(),
         router: RouterStatus {
             name: "VI_1".into(),
             vrid: 51,
@@ -154,6 +155,7 @@ pub fn sample_status() -> Status {
         vip_add_failures: 3,
         vip_remove_failures: 1,
         vip_last_error: Some("add 2001:db8::100/64 on eth1: No such device (os error 19)".into()),
+        trackers: Vec::new(),
         router: RouterStatus {
             name: "VI_6".into(),
             vrid: 52,
