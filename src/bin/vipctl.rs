@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use vipd::control::{self, InstanceStatus, Request, Response, Status, VirtualServerStatus};
 
 #[derive(Parser, Debug)]
@@ -17,8 +17,11 @@ struct Cli {
     /// Seconds to wait for the daemon.
     #[arg(long, global = true, default_value_t = 5.0)]
     timeout: f64,
+    /// Write the man page and shell completions into DIR, then exit (packaging).
+    #[arg(long, value_name = "DIR", hide = true, exclusive = true)]
+    generate_assets: Option<PathBuf>,
     #[command(subcommand)]
-    cmd: Cmd,
+    cmd: Option<Cmd>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -45,12 +48,19 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let Some(cmd) = &cli.cmd else {
+        if let Some(dir) = &cli.generate_assets {
+            return vipd::assets::generate_and_report(Cli::command(), "8", dir);
+        }
+        let _ = Cli::command().print_help();
+        return ExitCode::from(2);
+    };
     if !(cli.timeout.is_finite() && cli.timeout > 0.0 && cli.timeout <= 3600.0) {
         eprintln!("vipctl: --timeout must be a number of seconds in (0, 3600]");
         return ExitCode::from(2);
     }
     let timeout = Duration::from_secs_f64(cli.timeout);
-    let (req, json) = match &cli.cmd {
+    let (req, json) = match cmd {
         Cmd::Status { json } => (Request::Status {}, *json),
         Cmd::Backend {
             state,

@@ -199,6 +199,7 @@ impl Daemon {
         );
         sd_notify("READY=1");
         d.obs.set_stage(Stage::Ready);
+        d.notify_status();
         d.event_loop(&mut signals, ev_rx, nl_rx, ctl_rx).await
     }
 
@@ -214,7 +215,11 @@ impl Daemon {
         // After an advert only the instances it reached can have new
         // deadlines: look at those, not at all of them (None = look at all).
         let mut touched: Option<Vec<usize>> = None;
+        let mut watchdog = systemd::Watchdog::from_env();
         loop {
+            if let Some(w) = watchdog.as_mut() {
+                w.tick();
+            }
             let now = self.clock.now();
             if let Some(deadline) = self.rearm(now, armed, touched.take()) {
                 let after = deadline.map(|t| Duration::from_micros(t.0.saturating_sub(now.0)));
@@ -250,6 +255,7 @@ impl Daemon {
                     self.on_timers().await;
                 }
                 _ = sleep_until(retry), if retry.is_some() => self.on_vip_retry(),
+                _ = systemd::watchdog_due(&watchdog) => {}
             }
         }
     }

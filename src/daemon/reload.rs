@@ -71,6 +71,7 @@ impl Daemon {
         }
         info!("{msg}");
         sd_notify("READY=1");
+        self.notify_status();
         Ok(msg)
     }
 
@@ -195,6 +196,7 @@ impl Daemon {
             ..Status::default()
         };
         st.set_control_clients(self.stats.clients.control.snapshot());
+        st.control_requests_denied = self.stats.clients.control.denied.load(Ordering::Relaxed);
         if let Some(m) = &self.stats.clients.metrics {
             st.set_metrics_clients(m.snapshot());
         }

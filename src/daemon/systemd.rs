@@ -1,5 +1,6 @@
-//! SHELL: talking to the service manager (sd_notify) and running the user's
-//! notify scripts (keepalived argument order).
+//! SHELL: talking to the service manager (sd_notify: READY, STATUS lines with
+//! the instance summary, WATCHDOG pings from the protocol loop) and running the
+//! user's notify scripts (keepalived argument order).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -23,6 +24,97 @@ pub fn sd_notify(msg: &str) {
     };
     if let Err(e) = res {
         warn!("sd_notify {msg}: {e}");
+    }
+}
+
+/// The service watchdog (`WatchdogSec=`): systemd sets WATCHDOG_USEC (and
+/// WATCHDOG_PID); the event loop pings at half that period from its own
+/// iterations, so a loop that hangs stops the pings and systemd restarts us.
+#[derive(Debug)]
+pub struct Watchdog {
+    every: Duration,
+    next: tokio::time::Instant,
+}
+
+impl Watchdog {
+    /// From the environment; `None` when systemd asked for no watchdog (or
+    /// asked another process: WATCHDOG_PID names someone else).
+    pub fn from_env() -> Option<Watchdog> {
+        let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.trim().parse().ok()?;
+        if let Ok(pid) = std::env::var("WATCHDOG_PID") {
+            if pid.trim().parse::<u32>().ok()? != std::process::id() {
+                return None;
+            }
+        }
+        if usec == 0 {
+            return None;
+        }
+        let every = Duration::from_micros(usec / 2).max(Duration::from_millis(1));
+        Some(Watchdog {
+            every,
+            next: tokio::time::Instant::now(),
+        })
+    }
+
+    /// When the loop must wake to ping, at the latest.
+    pub fn deadline(&self) -> tokio::time::Instant {
+        self.next
+    }
+
+    /// Ping if the period has passed (called on every loop iteration: cheap).
+    pub fn tick(&mut self) {
+        let now = tokio::time::Instant::now();
+        if now >= self.next {
+            sd_notify("WATCHDOG=1");
+            self.next = now + self.every;
+        }
+    }
+}
+
+/// Sleep until the watchdog's next ping (never, without a watchdog).
+pub async fn watchdog_due(wd: &Option<Watchdog>) {
+    match wd {
+        Some(w) => tokio::time::sleep_until(w.deadline()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The one-line summary `systemctl status vipd` shows (STATUS=), e.g.
+/// `VI_1 MASTER prio 150; ingest 2/3 backends up`.
+pub fn status_line(st: &crate::control::Status) -> String {
+    let mut parts: Vec<String> = st
+        .instances
+        .iter()
+        .map(|i| {
+            format!(
+                "{} {} prio {}",
+                i.router.name,
+                i.router.state.name().to_uppercase(),
+                i.router.effective_priority
+            )
+        })
+        .collect();
+    for vs in &st.virtual_servers {
+        let up = vs
+            .backends
+            .iter()
+            .filter(|b| b.health == crate::balance::Health::Up)
+            .count();
+        parts.push(format!("{} {up}/{} backends up", vs.name, vs.backends.len()));
+    }
+    if parts.is_empty() {
+        return "no instances".to_string();
+    }
+    // sd_notify messages are newline-separated assignments: keep it one line.
+    parts.join("; ").replace('\n', " ")
+}
+
+impl super::Daemon {
+    /// Send STATUS= with the current summary (on start, transitions, reloads).
+    pub(super) fn notify_status(&self) {
+        if std::env::var_os("NOTIFY_SOCKET").is_some() {
+            sd_notify(&format!("STATUS={}", status_line(&self.status())));
+        }
     }
 }
 
