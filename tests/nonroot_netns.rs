@@ -1,0 +1,306 @@
+//! vipd without root (root needed to set up the namespaces): run as `nobody`
+//! with only CAP_NET_ADMIN, CAP_NET_RAW and CAP_NET_BIND_SERVICE (ambient, as
+//! the unit's User=vipd does), two nodes fail over; the watchdog pings from
+//! the protocol loop at the rate systemd asked; STATUS= follows the state; the
+//! control socket lets anyone who can connect read and only root, the daemon
+//! or its group change; `--log-format json` carries instance, vrid and state.
+mod common;
+use common::*;
+use serde_json::Value;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const VIPD: &str = env!("CARGO_BIN_EXE_vipd");
+const VIPCTL: &str = env!("CARGO_BIN_EXE_vipctl");
+const VIP: &str = "192.0.2.100";
+const NOBODY: u32 = 65534;
+/// CAP_NET_BIND_SERVICE (10), CAP_NET_ADMIN (12), CAP_NET_RAW (13).
+const CAPS: &str = "0000000000003400";
+
+/// `setpriv` as the unit's User= and AmbientCapabilities= would run us.
+fn as_nobody() -> Vec<String> {
+    let caps = "+net_admin,+net_raw,+net_bind_service";
+    vec![
+        "setpriv".into(),
+        "--reuid=nobody".into(),
+        "--regid=nogroup".into(),
+        "--init-groups".into(),
+        format!("--inh-caps={caps}"),
+        format!("--ambient-caps={caps}"),
+        format!("--bounding-set=-all,{caps}"),
+    ]
+}
+
+struct Nodes {
+    lab: Lab,
+    run: PathBuf,
+}
+
+fn nodes(tag: &str, n: usize) -> Nodes {
+    let mut lab = Lab::new(tag);
+    for i in 1..=n {
+        lab.add_host(&format!("fe{i}"), &[&format!("192.0.2.{i}/24")]);
+    }
+    lab.add_host("client", &["192.0.2.50/24"]);
+    // Where the daemons (uid nobody) create their control sockets, as /run/vipd.
+    let run = lab.dir.join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    std::os::unix::fs::chown(&run, Some(NOBODY), Some(NOBODY)).unwrap();
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o750)).unwrap();
+    // Others (uid daemon below) must reach the socket through the lab directory.
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o755)).unwrap();
+    Nodes { lab, run }
+}
+
+impl Nodes {
+    fn sock(&self, node: &str) -> String {
+        self.run.join(format!("{node}.sock")).display().to_string()
+    }
+    fn write_cfg(&self, node: &str, prio: u8) -> String {
+        let path = self.lab.dir.join(format!("{node}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "[global]\nrouter_id = \"{node}\"\ncontrol_socket = \"{}\"\n\n[vrrp_instance.VI_1]\n\
+                 interface = \"eth0\"\nvirtual_router_id = 51\npriority = {prio}\nadvert_int = 0.1\n\
+                 virtual_ipaddress = [\"{VIP}/24\"]\n",
+                self.sock(node)
+            ),
+        )
+        .unwrap();
+        path.display().to_string()
+    }
+    /// Start `node` as nobody; `env` goes before setpriv (NOTIFY_SOCKET...).
+    fn start(&mut self, node: &str, prio: u8, env: &[String], extra: &[&str]) -> u32 {
+        let cfg = self.write_cfg(node, prio);
+        let mut argv: Vec<String> = vec!["env".into()];
+        argv.extend(env.iter().cloned());
+        argv.extend(as_nobody());
+        argv.extend([VIPD.into(), "-c".into(), cfg, "--log".into(), "debug".into()]);
+        argv.extend(extra.iter().map(|s| s.to_string()));
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let ns = self.lab.ns(node);
+        self.lab.spawn(node, &ns, &argv)
+    }
+    fn holders(&self) -> Vec<String> {
+        ["fe1", "fe2"]
+            .into_iter()
+            .filter(|n| self.lab.has_addr(&self.lab.ns(n), VIP))
+            .map(String::from)
+            .collect()
+    }
+    fn wait_holder(&self, who: &str, limit: Duration) {
+        poll_until(
+            &format!("{who} alone holds {VIP}"),
+            limit,
+            Duration::from_millis(10),
+            || (self.holders() == [who]).then_some(()),
+        );
+    }
+    fn status(&self, node: &str) -> Option<Value> {
+        let out = run(&[VIPCTL, "--socket", &self.sock(node), "status", "--json"]);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).ok())
+            .flatten()
+    }
+}
+
+/// The uid, ambient and effective capabilities of a process.
+fn creds(pid: u32) -> (String, String, String) {
+    let st = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |k: &str| {
+        st.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(|v| v.split_whitespace().next().unwrap_or("").to_string())
+            .unwrap_or_default()
+    };
+    (field("Uid:"), field("CapEff:"), field("CapAmb:"))
+}
+
+/// A NOTIFY_SOCKET the daemon (uid nobody) may write to.
+fn notify_socket(dir: &Path, name: &str) -> (UnixDatagram, String) {
+    let path = dir.join(name);
+    let sock = UnixDatagram::bind(&path).expect("bind notify socket");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    (sock, format!("NOTIFY_SOCKET={}", path.display()))
+}
+
+/// Every notify message that arrives within `span`.
+fn collect(sock: &UnixDatagram, span: Duration) -> Vec<(Instant, String)> {
+    let mut got = Vec::new();
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    while start.elapsed() < span {
+        if let Ok(n) = sock.recv(&mut buf) {
+            got.push((Instant::now(), String::from_utf8_lossy(&buf[..n]).into_owned()));
+        }
+    }
+    got
+}
+
+/// Read notify messages until one satisfies `f`, within `limit`.
+fn wait_for(sock: &UnixDatagram, limit: Duration, what: &str, f: impl Fn(&str) -> bool) -> String {
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    let mut seen = Vec::new();
+    while start.elapsed() < limit {
+        if let Ok(n) = sock.recv(&mut buf) {
+            let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if f(&m) {
+                return m;
+            }
+            seen.push(m);
+        }
+    }
+    panic!("no notify message {what} within {limit:?}; got {seen:?}");
+}
+
+#[test]
+fn nonroot_nodes_fail_over_with_watchdog_and_status() {
+    let _g = netns_lock();
+    let mut n = nodes("nr", 2);
+    let (fe2_notify, fe2_env) = notify_socket(&n.lab.dir, "fe2.notify");
+    // Ping every 200 ms: systemd's WATCHDOG_USEC / 2.
+    n.start("fe1", 150, &[], &[]);
+    n.start("fe2", 100, &[fe2_env, "WATCHDOG_USEC=400000".into()], &[]);
+    n.wait_holder("fe1", Duration::from_secs(10));
+    for node in ["fe1", "fe2"] {
+        let pid = n.lab.pid(node).expect("running");
+        let (uid, eff, amb) = creds(pid);
+        assert_eq!(
+            (uid.as_str(), eff.as_str(), amb.as_str()),
+            ("65534", CAPS, CAPS),
+            "{node} runs as nobody with the three capabilities only"
+        );
+        let meta = std::fs::metadata(n.sock(node)).expect("control socket");
+        assert_eq!((meta.uid(), meta.permissions().mode() & 0o777), (NOBODY, 0o660));
+    }
+    let st = n.status("fe2").expect("root reads fe2's status");
+    assert_eq!(st["instances"][0]["state"], "backup");
+    // STATUS= carries the summary; WATCHDOG=1 comes at the rate asked.
+    wait_for(&fe2_notify, Duration::from_secs(5), "STATUS backup", |m| {
+        m == "STATUS=VI_1 BACKUP prio 100"
+    });
+    let msgs = collect(&fe2_notify, Duration::from_secs(3));
+    let pings: Vec<Instant> = msgs
+        .iter()
+        .filter(|(_, m)| m == "WATCHDOG=1")
+        .map(|(t, _)| *t)
+        .collect();
+    assert!(
+        (10..=20).contains(&pings.len()),
+        "{} WATCHDOG=1 in 3 s at a 200 ms period: {msgs:?}",
+        pings.len()
+    );
+    let worst = pings.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    assert!(worst < Duration::from_millis(400), "a gap of {worst:?} between pings");
+    // A planned stop as nobody: priority 0, VIP removed by netlink, exit 0.
+    let st = n
+        .lab
+        .signal("fe1", libc::SIGTERM, Duration::from_secs(10))
+        .expect("fe1 exits");
+    assert!(st.success(), "fe1 exit status {st:?}");
+    n.wait_holder("fe2", Duration::from_secs(5));
+    wait_for(&fe2_notify, Duration::from_secs(5), "STATUS master", |m| {
+        m == "STATUS=VI_1 MASTER prio 100"
+    });
+    let log = n.lab.log("fe1") + &n.lab.log("fe2");
+    for bad in [
+        "Operation not permitted",
+        "Permission denied",
+        "cannot raise the fd limit",
+    ] {
+        assert!(!log.contains(bad), "{bad:?} in the logs:\n{log}");
+    }
+}
+
+/// Run vipctl as uid `daemon` (not nobody, not root), with `groups` as its
+/// supplementary groups.
+fn vipctl_as_daemon(sock: &str, groups: &str, args: &[&str]) -> std::process::Output {
+    let g = if groups.is_empty() {
+        "--clear-groups".to_string()
+    } else {
+        format!("--groups={groups}")
+    };
+    let mut argv = vec![
+        "setpriv",
+        "--reuid=daemon",
+        "--regid=daemon",
+        &g,
+        VIPCTL,
+        "--socket",
+        sock,
+    ];
+    argv.extend_from_slice(args);
+    run(&argv)
+}
+
+#[test]
+fn control_socket_changes_need_root_the_daemon_or_its_group_and_json_logs() {
+    let _g = netns_lock();
+    let mut n = nodes("nrc", 1);
+    n.start("fe1", 150, &[], &["--log-format", "json"]);
+    poll_until(
+        "fe1 holds the VIP",
+        Duration::from_secs(10),
+        Duration::from_millis(10),
+        || n.lab.has_addr(&n.lab.ns("fe1"), VIP).then_some(()),
+    );
+    let sock = n.sock("fe1");
+    let stderr = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    // 0660 nobody:nogroup: another user cannot even connect.
+    let out = vipctl_as_daemon(&sock, "", &["status"]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("Permission denied"),
+        "{}",
+        stderr(&out)
+    );
+    // Opened to everyone (as an operator may for monitoring): status reads,
+    // a change is refused with a reason and counted.
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = vipctl_as_daemon(&sock, "", &["status"]);
+    assert!(out.status.success(), "status as uid daemon: {}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("VI_1"));
+    let out = vipctl_as_daemon(&sock, "", &["reload"]);
+    assert!(!out.status.success(), "reload as uid daemon must be refused");
+    let err = stderr(&out);
+    assert!(
+        err.contains("permission denied: `reload` changes the daemon") && err.contains("you are uid 1 gid 1"),
+        "{err}"
+    );
+    let out = vipctl_as_daemon(&sock, "", &["backend", "drain", "x", "198.51.100.1:80"]);
+    assert!(
+        stderr(&out).contains("permission denied: `backend`"),
+        "{}",
+        stderr(&out)
+    );
+    // A member of the socket's group (a supplementary group: SO_PEERGROUPS) may.
+    let out = vipctl_as_daemon(&sock, "65534", &["reload"]);
+    assert!(out.status.success(), "reload as a member of nogroup: {}", stderr(&out));
+    let out = run(&[VIPCTL, "--socket", &sock, "reload"]);
+    assert!(out.status.success(), "reload as root: {}", stderr(&out));
+    let st = n.status("fe1").expect("status");
+    assert_eq!(st["control_requests_denied"], 2);
+    assert_eq!(st["reloads"], 2);
+    // --log-format json: one object per line, the transition with its fields.
+    let log = n.lab.log("fe1");
+    let lines: Vec<Value> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let t = lines
+        .iter()
+        .find(|v| v["state"] == "master")
+        .unwrap_or_else(|| panic!("no transition with state=master in {log}"));
+    assert_eq!(
+        (t["instance"].as_str(), t["vrid"].as_u64(), t["level"].as_str()),
+        (Some("VI_1"), Some(51), Some("INFO"))
+    );
+    assert!(t["message"].as_str().unwrap_or("").contains("-> master"), "{t}");
+    assert!(t["timestamp"].is_string());
+}
