@@ -82,9 +82,15 @@ fn init_logging(filter: tracing_subscriber::EnvFilter, format: LogFormat) {
             .with_target(false)
             .boxed(),
         LogFormat::Journald => match tracing_journald::layer() {
-            // Fields keep their names (INSTANCE, VRID, STATE), no F prefix.
+            // Fields keep their names (INSTANCE, VRID, STATE), no F prefix;
+            // levels map to syslog's (info = 6), as `journalctl -p` expects.
             Ok(l) => l
                 .with_field_prefix(None)
+                .with_priority_mappings(tracing_journald::PriorityMappings {
+                    info: tracing_journald::Priority::Informational,
+                    debug: tracing_journald::Priority::Debug,
+                    ..tracing_journald::PriorityMappings::new()
+                })
                 .with_syslog_identifier("vipd".to_string())
                 .boxed(),
             Err(e) => {

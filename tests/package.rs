@@ -93,6 +93,8 @@ fn deb_contents_man_pages_and_throwaway_root_install() {
         "./usr/lib/tmpfiles.d/vipd.conf",
         "./usr/share/man/man8/vipd.8.gz",
         "./usr/share/man/man8/vipctl.8.gz",
+        "./usr/share/man/man8/vipctl-status.8.gz",
+        "./usr/share/man/man8/vipctl-reload.8.gz",
         "./usr/share/man/man5/vipd.toml.5.gz",
         "./usr/share/bash-completion/completions/vipd",
         "./usr/share/bash-completion/completions/vipctl",
@@ -131,7 +133,12 @@ fn deb_contents_man_pages_and_throwaway_root_install() {
         std::fs::read_to_string(x.join("usr/lib/systemd/system/vipd.service")).unwrap(),
         include_str!("../systemd/vipd.service")
     );
-    for page in ["man8/vipd.8.gz", "man8/vipctl.8.gz", "man5/vipd.toml.5.gz"] {
+    for page in [
+        "man8/vipd.8.gz",
+        "man8/vipctl.8.gz",
+        "man8/vipctl-backend.8.gz",
+        "man5/vipd.toml.5.gz",
+    ] {
         let p = x.join("usr/share/man").join(page);
         let out = run(Command::new("sh")
             .arg("-c")

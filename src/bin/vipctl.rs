@@ -9,7 +9,14 @@ use clap::{CommandFactory, Parser, Subcommand};
 use vipd::control::{self, InstanceStatus, Request, Response, Status, VirtualServerStatus};
 
 #[derive(Parser, Debug)]
-#[command(name = "vipctl", version, about = "Inspect and control a running vipd")]
+#[command(
+    name = "vipctl",
+    version,
+    about = "Inspect and control a running vipd",
+    after_long_help = "Permissions: the control socket is 0660, group vipd; `status` is answered to anyone who \
+can connect, changes (reload, backend) need root, the daemon's user or group vipd (add operators with \
+`adduser NAME vipd`)."
+)]
 struct Cli {
     /// Control socket of the daemon.
     #[arg(long, global = true, env = "VIPCTL_SOCKET", default_value = vipd::config::DEFAULT_CONTROL_SOCKET)]
