@@ -220,6 +220,7 @@ impl Daemon {
             if let Some(w) = watchdog.as_mut() {
                 w.tick();
             }
+            self.flush_status();
             let now = self.clock.now();
             if let Some(deadline) = self.rearm(now, armed, touched.take()) {
                 let after = deadline.map(|t| Duration::from_micros(t.0.saturating_sub(now.0)));
