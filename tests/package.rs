@@ -1,5 +1,5 @@
 //! The Debian package (`scripts/package --dev`, cargo deb): its contents and
-//! conffiles, man pages that render without warnings, completions that parse,
+//! conffiles, lintian, man pages that render without warnings, completions that parse,
 //! and a real `dpkg --root` install into a throw-away root (maintainer scripts
 //! run chrootless with DPKG_ROOT): the vipd user and group, /run/vipd, the
 //! conffile kept across a reinstall and removed on purge, this host untouched.
@@ -125,6 +125,39 @@ fn deb_contents_man_pages_and_throwaway_root_install() {
     );
     let postinst = std::fs::read_to_string(ctl.join("postinst")).unwrap();
     assert!(postinst.contains("systemd-sysusers") && postinst.contains("deb-systemd-helper enable vipd.service"));
+
+    // The Debian changelog names this version (a new entry per release).
+    let changelog = include_str!("../pkg/deb/changelog");
+    assert!(
+        changelog.starts_with(&format!("vipd ({}-1) ", env!("CARGO_PKG_VERSION"))),
+        "pkg/deb/changelog needs an entry for {}",
+        env!("CARGO_PKG_VERSION")
+    );
+    // lintian: no error and no warning but the one for packages not uploaded to Debian.
+    if have("lintian") {
+        let out = Command::new("lintian")
+            .args([
+                "--tag-display-limit",
+                "0",
+                "--suppress-tags",
+                "initial-upload-closes-no-bugs",
+            ])
+            .arg(&deb)
+            .output()
+            .expect("lintian");
+        let report = String::from_utf8_lossy(&out.stdout).into_owned();
+        let tags: Vec<&str> = report
+            .lines()
+            .filter(|l| l.starts_with("E:") || l.starts_with("W:"))
+            .collect();
+        assert!(tags.is_empty(), "lintian:\n{report}");
+    } else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "lintian missing in CI (scripts/deps installs it)"
+        );
+        eprintln!("SKIP lintian: not installed (apt-get install lintian)");
+    }
 
     // Unpacked: the unit is the repository's, man pages render, completions parse.
     let x = dir.join("x");
