@@ -257,12 +257,16 @@ fn deb_contents_man_pages_and_throwaway_root_install() {
         .args(["--check", "-c"])
         .arg(root.join("etc/vipd/vipd.toml")));
     assert!(text(&check).contains("OK (0 vrrp instance(s)"));
-    // An upgrade (here: a reinstall) keeps the operator's edit of the conffile.
+    // An upgrade (here: a reinstall) keeps the operator's edit of the conffile, and its mode.
     let conf = root.join("etc/vipd/vipd.toml");
     let edited = std::fs::read_to_string(&conf).unwrap() + "# edited by the operator\n";
     std::fs::write(&conf, &edited).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o644)).unwrap();
     dpkg(&["-i", deb.to_str().unwrap()]);
     assert_eq!(std::fs::read_to_string(&conf).unwrap(), edited);
+    let mode = std::fs::metadata(&conf).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644, "the operator's mode is kept on upgrade");
     // Purge removes the conffile and the files; the system user stays (Debian policy).
     dpkg(&["--purge", "vipd"]);
     assert!(!conf.exists() && !root.join("usr/sbin/vipd").exists());
