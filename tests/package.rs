@@ -50,12 +50,20 @@ fn build_deb(out: &Path) -> Option<PathBuf> {
         eprintln!("SKIP: cargo-deb is not installed (cargo install cargo-deb --locked)");
         return None;
     }
-    // The binaries cargo test just built are the ones packaged.
-    assert!(Path::new(env!("CARGO_BIN_EXE_vipd")).starts_with(Path::new(ROOT).join("target/debug")));
-    run(Command::new(Path::new(ROOT).join("scripts/package"))
-        .args(["--dev", "--output"])
-        .arg(out)
-        .env("VIPD_PACKAGE_NO_BUILD", "1"));
+    // The binaries cargo test just built are the ones packaged (debug, or
+    // release under `cargo test --release`).
+    let bin = Path::new(env!("CARGO_BIN_EXE_vipd"));
+    let mut cmd = Command::new(Path::new(ROOT).join("scripts/package"));
+    if bin.starts_with(Path::new(ROOT).join("target/debug")) {
+        cmd.arg("--dev");
+    } else {
+        assert!(
+            bin.starts_with(Path::new(ROOT).join("target/release")),
+            "{}",
+            bin.display()
+        );
+    }
+    run(cmd.arg("--output").arg(out).env("VIPD_PACKAGE_NO_BUILD", "1"));
     let deb = std::fs::read_dir(out)
         .unwrap()
         .flatten()
