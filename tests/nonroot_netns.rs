@@ -210,6 +210,21 @@ fn nonroot_nodes_fail_over_with_watchdog_and_status() {
     wait_for(&fe2_notify, Duration::from_secs(5), "STATUS master", |m| {
         m == "STATUS=VI_1 MASTER prio 100"
     });
+    // /proc/sys: a per-namespace sysctl, written with CAP_NET_ADMIN, restored on exit.
+    assert!(
+        n.lab.log("fe1").contains("eth0: promote_secondaries set (was 0)"),
+        "{}",
+        n.lab.log("fe1")
+    );
+    let ps = sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &n.lab.ns("fe1"),
+        "cat",
+        "/proc/sys/net/ipv4/conf/eth0/promote_secondaries",
+    ]);
+    assert_eq!(ps.trim(), "0", "restored by fe1 on exit");
     let log = n.lab.log("fe1") + &n.lab.log("fe2");
     for bad in [
         "Operation not permitted",
