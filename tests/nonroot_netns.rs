@@ -1,6 +1,7 @@
 //! vipd without root (root needed to set up the namespaces): run as `nobody`
 //! with only CAP_NET_ADMIN, CAP_NET_RAW and CAP_NET_BIND_SERVICE (ambient, as
-//! the unit's User=vipd does), two nodes fail over; the watchdog pings from
+//! the unit's User=vipd does), two nodes fail over, the balancer serving port 80
+//! on the VIP from the master; the watchdog pings from
 //! the protocol loop at the rate systemd asked; STATUS= follows the state; the
 //! control socket lets anyone who can connect read and only root, the daemon
 //! or its group change; `--log-format json` carries instance, vrid and state.
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 
 const VIPD: &str = env!("CARGO_BIN_EXE_vipd");
 const VIPCTL: &str = env!("CARGO_BIN_EXE_vipctl");
+const BACKEND: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/backend.py");
 const VIP: &str = "192.0.2.100";
 const NOBODY: u32 = 65534;
 /// CAP_NET_BIND_SERVICE (10), CAP_NET_ADMIN (12), CAP_NET_RAW (13).
@@ -36,6 +38,8 @@ fn as_nobody() -> Vec<String> {
 struct Nodes {
     lab: Lab,
     run: PathBuf,
+    /// TOML appended to every node's config (a virtual server).
+    extra: String,
 }
 
 fn nodes(tag: &str, n: usize) -> Nodes {
@@ -51,7 +55,11 @@ fn nodes(tag: &str, n: usize) -> Nodes {
     std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o750)).unwrap();
     // Others (uid daemon below) must reach the socket through the lab directory.
     std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o755)).unwrap();
-    Nodes { lab, run }
+    Nodes {
+        lab,
+        run,
+        extra: String::new(),
+    }
 }
 
 impl Nodes {
@@ -65,8 +73,9 @@ impl Nodes {
             format!(
                 "[global]\nrouter_id = \"{node}\"\ncontrol_socket = \"{}\"\n\n[vrrp_instance.VI_1]\n\
                  interface = \"eth0\"\nvirtual_router_id = 51\npriority = {prio}\nadvert_int = 0.1\n\
-                 virtual_ipaddress = [\"{VIP}/24\"]\n",
-                self.sock(node)
+                 virtual_ipaddress = [\"{VIP}/24\"]\n{}",
+                self.sock(node),
+                self.extra
             ),
         )
         .unwrap();
@@ -163,6 +172,13 @@ fn wait_for(sock: &UnixDatagram, limit: Duration, what: &str, f: impl Fn(&str) -
 fn nonroot_nodes_fail_over_with_watchdog_and_status() {
     let _g = netns_lock();
     let mut n = nodes("nr", 2);
+    // The balancer too: a privileged port (CAP_NET_BIND_SERVICE) on the VIP.
+    let be = n.lab.add_host("be1", &["192.0.2.60/24"]);
+    n.lab.spawn("be1", &be, &["python3", BACKEND, "be1", "6000", "8686"]);
+    n.extra = "\n[virtual_server.web]\nlisten = \"192.0.2.100:80\"\nvrrp_instance = \"VI_1\"\n\
+               check = { type = \"tcp\", interval = \"200ms\", rise = 1, fall = 2 }\n\
+               real_server = [{ address = \"192.0.2.60:6000\" }]\n"
+        .to_string();
     let (fe2_notify, fe2_env) = notify_socket(&n.lab.dir, "fe2.notify");
     // Ping every 200 ms: systemd's WATCHDOG_USEC / 2.
     n.start("fe1", 150, &[], &[]);
@@ -181,9 +197,11 @@ fn nonroot_nodes_fail_over_with_watchdog_and_status() {
     }
     let st = n.status("fe2").expect("root reads fe2's status");
     assert_eq!(st["instances"][0]["state"], "backup");
+    let served = fetch_vip(&n, Duration::from_secs(10));
+    assert!(served.starts_with("be1 via 192.0.2.1"), "{served}");
     // STATUS= carries the summary; WATCHDOG=1 comes at the rate asked.
     wait_for(&fe2_notify, Duration::from_secs(5), "STATUS backup", |m| {
-        m == "STATUS=VI_1 BACKUP prio 100"
+        m.starts_with("STATUS=VI_1 BACKUP prio 100; web ")
     });
     let msgs = collect(&fe2_notify, Duration::from_secs(3));
     let pings: Vec<Instant> = msgs
@@ -208,8 +226,10 @@ fn nonroot_nodes_fail_over_with_watchdog_and_status() {
     assert!(st.success(), "fe1 exit status {st:?}");
     n.wait_holder("fe2", Duration::from_secs(5));
     wait_for(&fe2_notify, Duration::from_secs(5), "STATUS master", |m| {
-        m == "STATUS=VI_1 MASTER prio 100"
+        m == "STATUS=VI_1 MASTER prio 100; web 1/1 backends up"
     });
+    let served = fetch_vip(&n, Duration::from_secs(10));
+    assert!(served.starts_with("be1 via 192.0.2.2"), "{served}");
     // /proc/sys: a per-namespace sysctl, written with CAP_NET_ADMIN, restored on exit.
     assert!(
         n.lab.log("fe1").contains("eth0: promote_secondaries set (was 0)"),
@@ -233,6 +253,24 @@ fn nonroot_nodes_fail_over_with_watchdog_and_status() {
     ] {
         assert!(!log.contains(bad), "{bad:?} in the logs:\n{log}");
     }
+}
+
+/// One answer of the backend through VIP:80 from the client ("be1 via FRONT").
+fn fetch_vip(n: &Nodes, limit: Duration) -> String {
+    let get =
+        "import socket\ns = socket.create_connection(('192.0.2.100', 80), 2)\nprint(s.recv(200).decode().strip())";
+    let client = n.lab.ns("client");
+    let (line, _) = poll_until(
+        "an answer through 192.0.2.100:80",
+        limit,
+        Duration::from_millis(100),
+        || {
+            let out = run(&["ip", "netns", "exec", &client, "python3", "-c", get]);
+            let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            (out.status.success() && !line.is_empty()).then_some(line)
+        },
+    );
+    line
 }
 
 /// Run vipctl as uid `daemon` (not nobody, not root), with `groups` as its
