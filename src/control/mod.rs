@@ -91,9 +91,11 @@ pub fn bind(path: &Path) -> io::Result<ControlListener> {
     }
     let listener = UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    let admin_gid = access::set_socket_group(path)?;
     let policy = access::Policy {
         daemon_uid: nix::unistd::geteuid().as_raw(),
-        admin_gid: access::set_socket_group(path)?,
+        admin_gid,
+        admin_group: access::group_name(admin_gid),
     };
     Ok(ControlListener {
         listener,
@@ -151,7 +153,7 @@ pub async fn serve(listener: ControlListener, tx: mpsc::Sender<Envelope>, errors
         let tx = tx.clone();
         let errors = errors.clone();
         let counters = listener.counters.clone();
-        let policy = listener.policy;
+        let policy = listener.policy.clone();
         tokio::spawn(async move {
             let peer = access::peer_of(&stream);
             let who = Who { peer, policy };
