@@ -292,3 +292,43 @@ fn deb_contents_man_pages_and_throwaway_root_install() {
         "the host's vipd.service was enabled or disabled"
     );
 }
+
+/// vipd.toml(5) is written by hand: every key the parser accepts
+/// (src/config/raw.rs) must be in it, so a new key cannot ship undocumented.
+#[test]
+fn man_page_names_every_config_key() {
+    let raw = include_str!("../src/config/raw.rs");
+    let page = include_str!("../man/vipd.toml.5");
+    let mut missing = Vec::new();
+    let mut rename: Option<String> = None;
+    for line in raw.lines().map(str::trim) {
+        if let Some(r) = line.strip_prefix("#[serde(rename = \"") {
+            rename = r.split('"').next().map(String::from);
+            continue;
+        }
+        let Some(field) = line
+            .strip_prefix("pub ")
+            .and_then(|l| l.split_once(':'))
+            .map(|(f, _)| f)
+        else {
+            continue;
+        };
+        if field.contains(' ') || field.contains('(') {
+            continue; // not a field
+        }
+        let key = rename.take().unwrap_or_else(|| field.to_string());
+        // Shown in bold: a word of a `.B` / `.BR` line, or `\fBkey\fR`.
+        let shown = page.contains(&format!("\\fB{key}\\fR"))
+            || page.lines().filter(|l| l.starts_with(".B")).any(|l| {
+                l.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .any(|w| w == key)
+            });
+        if !shown {
+            missing.push(key);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "keys of src/config/raw.rs not in man/vipd.toml.5 (document them there): {missing:?}"
+    );
+}
