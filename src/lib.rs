@@ -4,6 +4,7 @@
 //! shell (`net`, `proxy`, `check`, `control`, `daemon`) does the I/O.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod assets;
 pub mod balance;
 pub mod check;
 pub mod clock;

@@ -5,13 +5,21 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser, ValueEnum};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
 
 #[derive(Parser, Debug)]
 #[command(
     name = "vipd",
     version,
-    about = "VRRP virtual-IP failover and health-checked L4 balancer"
+    about = "VRRP virtual-IP failover and health-checked L4 balancer",
+    long_about = "vipd runs VRRP (RFC 9568 v3, RFC 3768 v2) virtual-IP failover and a health-checked \
+TCP/UDP balancer on the virtual IPs, in the foreground (systemd Type=notify). SIGHUP reloads the \
+configuration, SIGTERM leaves with priority 0 and releases the VIPs.",
+    after_long_help = "Files: /etc/vipd/vipd.toml (see vipd.toml(5)), /run/vipd/vipd.sock (the control \
+socket, see vipctl(8)). The packaged unit is vipd.service."
 )]
 struct Cli {
     /// Configuration file (TOML).
@@ -28,10 +36,97 @@ struct Cli {
     /// Log filter (tracing EnvFilter syntax), e.g. info, debug, vipd=debug.
     #[arg(long, default_value = "info", env = "VIPD_LOG")]
     log: String,
+    /// Log format: text on stderr, json (one object per line on stderr), journald
+    /// (native journal fields INSTANCE, VRID, STATE...), or auto (journald when
+    /// stderr is the journal, text otherwise).
+    #[arg(long, value_enum, default_value_t = LogFormat::Auto, env = "VIPD_LOG_FORMAT")]
+    log_format: LogFormat,
+    /// Write the man page and shell completions into DIR, then exit (packaging).
+    #[arg(long, value_name = "DIR", hide = true)]
+    generate_assets: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Auto,
+    Text,
+    Json,
+    Journald,
+}
+
+/// Is stderr the journal? systemd sets JOURNAL_STREAM=DEV:INODE of the stream
+/// it connected to stderr; a child that redirected stderr must not believe it.
+fn stderr_is_journal() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some(v) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = v.to_str().and_then(|s| s.split_once(':')) else {
+        return false;
+    };
+    match std::fs::metadata("/proc/self/fd/2") {
+        Ok(m) => dev.parse() == Ok(m.dev()) && ino.parse() == Ok(m.ino()),
+        Err(_) => false,
+    }
+}
+
+fn init_logging(filter: tracing_subscriber::EnvFilter, format: LogFormat) {
+    let format = match format {
+        LogFormat::Auto if stderr_is_journal() => LogFormat::Journald,
+        LogFormat::Auto => LogFormat::Text,
+        f => f,
+    };
+    let mut fallback = None;
+    let layer = match format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .boxed(),
+        LogFormat::Journald => match tracing_journald::layer() {
+            // Fields keep their names (INSTANCE, VRID, STATE), no F prefix;
+            // levels map to syslog's (info = 6), as `journalctl -p` expects.
+            Ok(l) => l
+                .with_field_prefix(None)
+                .with_priority_mappings(tracing_journald::PriorityMappings {
+                    info: tracing_journald::Priority::Informational,
+                    debug: tracing_journald::Priority::Debug,
+                    ..tracing_journald::PriorityMappings::new()
+                })
+                .with_syslog_identifier("vipd".to_string())
+                .boxed(),
+            Err(e) => {
+                fallback = Some(e);
+                text_layer()
+            }
+        },
+        LogFormat::Auto | LogFormat::Text => text_layer(),
+    };
+    tracing_subscriber::registry().with(layer.with_filter(filter)).init();
+    if let Some(e) = fallback {
+        tracing::warn!("cannot log to the journal ({e}); logging text to stderr");
+    }
+}
+
+fn text_layer<S>() -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    tracing_subscriber::fmt::layer()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .boxed()
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(dir) = &cli.generate_assets {
+        return vipd::assets::generate_and_report(Cli::command(), "8", dir);
+    }
     let filter = match tracing_subscriber::EnvFilter::try_new(&cli.log) {
         Ok(f) => f,
         Err(e) => {
@@ -39,12 +134,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    init_logging(filter, cli.log_format);
     if cli.check {
         // Every error in the file, each with its line and a caret.
         return match vipd::config::check_file(&cli.config) {

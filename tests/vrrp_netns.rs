@@ -617,6 +617,18 @@ fn unicast_peers_elect_and_fail_over__RX14_TX2() {
     );
 }
 
+/// The next notify message that is not a STATUS= line (those come with every
+/// transition; tests/nonroot_netns.rs checks them).
+fn recv_skipping_status(sock: &std::os::unix::net::UnixDatagram, buf: &mut [u8]) -> std::io::Result<usize> {
+    for _ in 0..100 {
+        let n = sock.recv(buf)?;
+        if !buf[..n].starts_with(b"STATUS=") {
+            return Ok(n);
+        }
+    }
+    Err(std::io::Error::other("only STATUS= messages"))
+}
+
 /// systemd Type=notify: READY=1 arrives only once the first state is decided
 /// (the control socket then already answers with a non-init state).
 #[test]
@@ -632,7 +644,7 @@ fn sd_notify_ready_after_first_state() {
     let env = format!("NOTIFY_SOCKET={}", path.display());
     f.lab.spawn("fe1", &ns, &["env", &env, VIPD, "-c", &cfg]);
     let mut buf = [0u8; 256];
-    let n = sock.recv(&mut buf).expect("READY=1 within 10 s");
+    let n = recv_skipping_status(&sock, &mut buf).expect("READY=1 within 10 s");
     let msg = String::from_utf8_lossy(&buf[..n]).to_string();
     assert!(msg.contains("READY=1"), "got {msg:?}");
     let state = f.state("fe1").expect("control socket answers once READY");
@@ -643,9 +655,9 @@ fn sd_notify_ready_after_first_state() {
     unsafe {
         libc::kill(pid as i32, libc::SIGHUP);
     }
-    let n = sock.recv(&mut buf).expect("RELOADING=1");
+    let n = recv_skipping_status(&sock, &mut buf).expect("RELOADING=1");
     assert!(String::from_utf8_lossy(&buf[..n]).contains("RELOADING=1"));
-    let n = sock.recv(&mut buf).expect("READY=1 after reload");
+    let n = recv_skipping_status(&sock, &mut buf).expect("READY=1 after reload");
     assert!(String::from_utf8_lossy(&buf[..n]).contains("READY=1"));
     let st = f.wait_status("fe1");
     assert_eq!(st["reloads"].as_u64(), Some(1));

@@ -5,11 +5,18 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use vipd::control::{self, InstanceStatus, Request, Response, Status, VirtualServerStatus};
 
 #[derive(Parser, Debug)]
-#[command(name = "vipctl", version, about = "Inspect and control a running vipd")]
+#[command(
+    name = "vipctl",
+    version,
+    about = "Inspect and control a running vipd",
+    after_long_help = "Permissions: the control socket is 0660, group vipd; `status` is answered to anyone who \
+can connect, changes (reload, backend) need root, the daemon's user or group vipd (add operators with \
+`adduser NAME vipd`)."
+)]
 struct Cli {
     /// Control socket of the daemon.
     #[arg(long, global = true, env = "VIPCTL_SOCKET", default_value = vipd::config::DEFAULT_CONTROL_SOCKET)]
@@ -17,8 +24,11 @@ struct Cli {
     /// Seconds to wait for the daemon.
     #[arg(long, global = true, default_value_t = 5.0)]
     timeout: f64,
+    /// Write the man page and shell completions into DIR, then exit (packaging).
+    #[arg(long, value_name = "DIR", hide = true, exclusive = true)]
+    generate_assets: Option<PathBuf>,
     #[command(subcommand)]
-    cmd: Cmd,
+    cmd: Option<Cmd>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -56,12 +66,19 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let Some(cmd) = &cli.cmd else {
+        if let Some(dir) = &cli.generate_assets {
+            return vipd::assets::generate_and_report(Cli::command(), "8", dir);
+        }
+        let _ = Cli::command().print_help();
+        return ExitCode::from(2);
+    };
     if !(cli.timeout.is_finite() && cli.timeout > 0.0 && cli.timeout <= 3600.0) {
         eprintln!("vipctl: --timeout must be a number of seconds in (0, 3600]");
         return ExitCode::from(2);
     }
     let timeout = Duration::from_secs_f64(cli.timeout);
-    let (req, json) = match &cli.cmd {
+    let (req, json) = match cmd {
         Cmd::Status { json } => (Request::Status {}, *json),
         Cmd::Backend {
             state,
@@ -92,7 +109,7 @@ fn main() -> ExitCode {
         ),
     };
     // demote --wait: the answer comes after the handover (at most --timeout).
-    let wait = if matches!(cli.cmd, Cmd::Demote { wait: true, .. }) {
+    let wait = if matches!(cmd, Cmd::Demote { wait: true, .. }) {
         timeout + Duration::from_secs(2)
     } else {
         timeout

@@ -18,6 +18,8 @@ pub struct ClientCounters {
     pub refused: AtomicU64,
     pub aborted: AtomicU64,
     pub accept_errors: AtomicU64,
+    /// Requests refused for want of permission (control socket only).
+    pub denied: AtomicU64,
 }
 
 impl ClientCounters {

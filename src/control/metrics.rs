@@ -149,6 +149,11 @@ fn daemon(o: &mut Out, st: &Status) -> fmt::Result {
         "vipd_control_errors",
         "Bad control requests (unparsable, unknown backend, bad state)",
         [(vec![], st.control_errors)],
+    )?;
+    o.counter(
+        "vipd_control_requests_denied",
+        "Changing control requests refused: not root, the daemon's user or the socket's group",
+        [(vec![], st.control_requests_denied)],
     )
 }
 

@@ -1,7 +1,9 @@
 //! SHELL: the control socket. Line-delimited JSON over a unix socket (types in
 //! `proto`): one request line, one response line. Mode 0660, one vipd per socket
-//! (flock on `<socket>.lock`), at most `MAX_CLIENTS` clients, `CLIENT_TIMEOUT` each way.
+//! (flock on `<socket>.lock`), at most `MAX_CLIENTS` clients, `CLIENT_TIMEOUT` each way;
+//! group `vipd` when it exists, changes only from root, the daemon or that group (`access`).
 
+pub mod access;
 pub mod limit;
 pub mod metrics;
 pub mod observe;
@@ -38,6 +40,7 @@ pub type Envelope = (Request, oneshot::Sender<Response>);
 pub struct ControlListener {
     listener: UnixListener,
     counters: Arc<ClientCounters>,
+    policy: access::Policy,
     _lock: Flock<File>,
 }
 
@@ -88,9 +91,16 @@ pub fn bind(path: &Path) -> io::Result<ControlListener> {
     }
     let listener = UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    let admin_gid = access::set_socket_group(path)?;
+    let policy = access::Policy {
+        daemon_uid: nix::unistd::geteuid().as_raw(),
+        admin_gid,
+        admin_group: access::group_name(admin_gid),
+    };
     Ok(ControlListener {
         listener,
         counters: Arc::default(),
+        policy,
         _lock: lock,
     })
 }
@@ -143,12 +153,21 @@ pub async fn serve(listener: ControlListener, tx: mpsc::Sender<Envelope>, errors
         let tx = tx.clone();
         let errors = errors.clone();
         let counters = listener.counters.clone();
+        let policy = listener.policy.clone();
         tokio::spawn(async move {
-            if let Err(e) = handle_client(stream, ticket, tx, &errors, &counters).await {
+            let peer = access::peer_of(&stream);
+            let who = Who { peer, policy };
+            if let Err(e) = handle_client(stream, ticket, tx, &errors, &counters, &who).await {
                 tracing::debug!("control client: {e}");
             }
         });
     }
+}
+
+/// A client's credentials and the rule they are judged by.
+struct Who {
+    peer: Option<access::Peer>,
+    policy: access::Policy,
 }
 
 async fn handle_client(
@@ -157,6 +176,7 @@ async fn handle_client(
     tx: mpsc::Sender<Envelope>,
     errors: &AtomicU64,
     counters: &ClientCounters,
+    who: &Who,
 ) -> io::Result<()> {
     let (rd, mut wr) = stream.into_split();
     let mut rd = BufReader::new(rd.take(MAX_REQUEST as u64 + 1));
@@ -181,14 +201,22 @@ async fn handle_client(
             errors.fetch_add(1, Ordering::Relaxed);
             Response::error(e.to_string())
         }
-        Ok(req) => {
-            let (otx, orx) = oneshot::channel();
-            if tx.send((req, otx)).await.is_err() {
-                Response::error("daemon is shutting down")
-            } else {
-                orx.await.unwrap_or_else(|_| Response::error("daemon is shutting down"))
+        Ok(req) => match who.policy.check(who.peer.as_ref(), &req) {
+            Err(msg) => {
+                // Counted, and logged at debug only: any local user can connect.
+                counters.denied.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!("control socket: {msg}");
+                Response::error(msg)
             }
-        }
+            Ok(()) => {
+                let (otx, orx) = oneshot::channel();
+                if tx.send((req, otx)).await.is_err() {
+                    Response::error("daemon is shutting down")
+                } else {
+                    orx.await.unwrap_or_else(|_| Response::error("daemon is shutting down"))
+                }
+            }
+        },
     };
     write_line(&mut wr, &resp, counters).await
 }

@@ -250,6 +250,10 @@ pub struct Status {
     pub control_clients_aborted: u64,
     #[serde(default)]
     pub control_accept_errors: u64,
+    /// Changing requests refused for want of permission (not uid 0, the
+    /// daemon's uid or the control socket's group); status stays open to all.
+    #[serde(default)]
+    pub control_requests_denied: u64,
     /// See [`ClientStats`]; filled from `control::metrics::MetricsServer::counters`.
     #[serde(default)]
     pub metrics_clients_refused: u64,
@@ -276,6 +280,7 @@ impl Default for Status {
             control_clients_refused: 0,
             control_clients_aborted: 0,
             control_accept_errors: 0,
+            control_requests_denied: 0,
             metrics_clients_refused: 0,
             metrics_clients_aborted: 0,
             metrics_accept_errors: 0,

@@ -331,12 +331,14 @@ impl Daemon {
         info!(
             instance = %inst.cfg.name,
             vrid = inst.cfg.router.vrid,
+            state = to.name(),
             "{}: {} -> {} ({reason})",
             inst.cfg.name,
             from.name(),
             to.name()
         );
         let _ = inst.master_tx.send(to == State::Master);
+        self.notify_status();
         if let Some(script) = inst.cfg.notify.clone() {
             let args = [
                 "INSTANCE".to_string(),

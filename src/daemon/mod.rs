@@ -211,6 +211,7 @@ impl Daemon {
         );
         sd_notify("READY=1");
         d.obs.set_stage(Stage::Ready);
+        d.notify_status();
         d.event_loop(&mut signals, ev_rx, nl_rx, ctl_rx, track_rx).await
     }
 
@@ -227,7 +228,12 @@ impl Daemon {
         // After an advert only the instances it reached can have new
         // deadlines: look at those, not at all of them (None = look at all).
         let mut touched: Option<Vec<usize>> = None;
+        let mut watchdog = systemd::Watchdog::from_env();
         loop {
+            if let Some(w) = watchdog.as_mut() {
+                w.tick();
+            }
+            self.flush_status();
             if let Some(why) = self.left() {
                 self.shutdown(&why, &mut ev_rx).await;
                 return Ok(());
@@ -266,6 +272,7 @@ impl Daemon {
                 }
                 _ = sleep_until(retry), if retry.is_some() => self.on_vip_retry(),
                 Some(r) = track_rx.recv() => self.on_track(r).await,
+                _ = systemd::watchdog_due(&watchdog) => {}
             }
         }
     }

@@ -73,6 +73,7 @@ impl Daemon {
         self.retrack_all("reload").await;
         info!("{msg}");
         sd_notify("READY=1");
+        self.notify_status();
         Ok(msg)
     }
 
@@ -202,6 +203,7 @@ impl Daemon {
             ..Status::default()
         };
         st.set_control_clients(self.stats.clients.control.snapshot());
+        st.control_requests_denied = self.stats.clients.control.denied.load(Ordering::Relaxed);
         if let Some(m) = &self.stats.clients.metrics {
             st.set_metrics_clients(m.snapshot());
         }

@@ -271,6 +271,7 @@ pub fn sample_status() -> Status {
         control_clients_refused: 4,
         control_clients_aborted: 5,
         control_accept_errors: 6,
+        control_requests_denied: 15,
         metrics_clients_refused: 7,
         metrics_clients_aborted: 8,
         metrics_accept_errors: 9,
