@@ -456,3 +456,63 @@ fn journald_fields_when_stderr_is_the_journal() {
     // The journal got it, so stderr did not.
     assert!(!n.lab.log("fe1").contains("-> master"), "{}", n.lab.log("fe1"));
 }
+
+/// `promote_secondaries` of `ifname` in `node`'s namespace, read from outside vipd's mounts.
+fn promote_secondaries(n: &Nodes, node: &str, ifname: &str) -> String {
+    let path = format!("/proc/sys/net/ipv4/conf/{ifname}/promote_secondaries");
+    sh(&["ip", "netns", "exec", &n.lab.ns(node), "cat", &path])
+        .trim()
+        .to_string()
+}
+
+/// Under the unit (`ProtectKernelTunables=yes`) /proc/sys is read-only: vipd
+/// still sets `promote_secondaries` on its interface (through rtnetlink) and
+/// puts the old value back when it stops. Here /proc/sys is bound read-only in
+/// vipd's own mount namespace, after checking that a write through it fails.
+#[test]
+fn promote_secondaries_set_and_restored_with_proc_sys_read_only() {
+    let _g = netns_lock();
+    let mut n = nodes("nrps", 1);
+    assert_eq!(promote_secondaries(&n, "fe1", "eth0"), "0", "the kernel's default");
+    let cfg = n.write_cfg("fe1", 150);
+    let ro = "mount --bind -o ro /proc/sys /proc/sys && \
+              ! (echo 1 > /proc/sys/net/ipv4/conf/eth0/promote_secondaries) 2>/dev/null && \
+              exec \"$0\" \"$@\"";
+    let mut argv: Vec<String> = vec![
+        "unshare".into(),
+        "--mount".into(),
+        "--propagation".into(),
+        "private".into(),
+        "sh".into(),
+        "-c".into(),
+        ro.into(),
+    ];
+    argv.extend(as_nobody());
+    argv.extend([VIPD.into(), "-c".into(), cfg, "--log".into(), "debug".into()]);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let ns = n.lab.ns("fe1");
+    n.lab.spawn("fe1", &ns, &argv);
+    n.wait_holder("fe1", Duration::from_secs(10));
+    poll_until(
+        "promote_secondaries=1 on fe1's eth0",
+        Duration::from_secs(5),
+        Duration::from_millis(20),
+        || (promote_secondaries(&n, "fe1", "eth0") == "1").then_some(()),
+    );
+    let st = n
+        .lab
+        .signal("fe1", libc::SIGTERM, Duration::from_secs(10))
+        .expect("fe1 exits");
+    assert!(st.success(), "fe1 exit status {st:?}\n{}", n.lab.log("fe1"));
+    assert_eq!(
+        promote_secondaries(&n, "fe1", "eth0"),
+        "0",
+        "restored on exit\n{}",
+        n.lab.log("fe1")
+    );
+    assert!(
+        n.lab.log("fe1").contains("eth0: promote_secondaries set (was 0)"),
+        "{}",
+        n.lab.log("fe1")
+    );
+}
