@@ -230,7 +230,7 @@ fn nonroot_nodes_fail_over_with_watchdog_and_status() {
     });
     let served = fetch_vip(&n, Duration::from_secs(10));
     assert!(served.starts_with("be1 via 192.0.2.2"), "{served}");
-    // /proc/sys: a per-namespace sysctl, written with CAP_NET_ADMIN, restored on exit.
+    // promote_secondaries: set through rtnetlink with CAP_NET_ADMIN, restored on exit.
     assert!(
         n.lab.log("fe1").contains("eth0: promote_secondaries set (was 0)"),
         "{}",

@@ -148,7 +148,7 @@ impl Daemon {
             master_tx,
             vips: VipBook::default(),
         });
-        self.ensure_sockets();
+        self.ensure_sockets().await;
         let src = self.source_of(i, &self.configured_vips());
         let now = self.clock.now();
         let x = &mut self.insts.list[i];

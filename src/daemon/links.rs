@@ -7,7 +7,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +17,7 @@ use super::facts::{plan_vips, source_for, VipPlan};
 use super::instances::VipBook;
 use super::{Daemon, Event};
 use crate::net::announce::PacketSender;
+use crate::net::inet_conf::DEVCONF_PROMOTE_SECONDARIES;
 use crate::net::netlink::{read_facts, IfFacts, Netlink};
 use crate::net::vrrp_socket::{Family, VrrpSocket};
 use crate::vrrp::{wire, Input, State};
@@ -117,15 +117,16 @@ pub(super) struct Iface {
 
 /// Everything the daemon holds of the kernel: facts, sockets, the netlink worker.
 pub(super) struct Links {
-    /// For requests the event loop must await (start-up, reload, shutdown).
+    /// For requests the event loop must await (start-up, reload, shutdown, and
+    /// `promote_secondaries` when a VRRP socket opens on a new interface).
     pub nl: Netlink,
     pub jobs: mpsc::UnboundedSender<Job>,
     pub ifaces: BTreeMap<String, Iface>,
     pub sockets: HashMap<(String, Family), SockEntry>,
     refresh_inflight: bool,
     refresh_dirty: bool,
-    /// sysctl files we changed and their old contents, restored on exit.
-    sysctl_restore: Vec<(PathBuf, String)>,
+    /// `promote_secondaries` we changed: (interface, index, old value), restored on exit.
+    sysctl_restore: Vec<(String, u32, i32)>,
     /// `use_vmac` macvlans and their send sockets (daemon/vmac.rs).
     pub(super) vmacs: super::vmac::Vmacs,
 }
@@ -152,34 +153,51 @@ impl Links {
         self.facts(ifname).is_some_and(|f| f.up)
     }
 
-    /// Set `promote_secondaries` on a VRRP interface, so that deleting the
-    /// interface's primary address does not take the VIPs (its secondaries)
-    /// with it. Restored on exit. Best effort: the source-address rules keep
-    /// us correct without it (a VIP is never the source).
-    pub fn promote_secondaries(&mut self, ifname: &str) {
-        let path = PathBuf::from(format!("/proc/sys/net/ipv4/conf/{ifname}/promote_secondaries"));
-        if self.sysctl_restore.iter().any(|(p, _)| *p == path) {
+    /// Set `promote_secondaries` on VRRP interface `ifname` (index `index`),
+    /// so that deleting the interface's primary address does not take the VIPs
+    /// (its secondaries) with it. Through rtnetlink, not /proc/sys (read-only
+    /// under the unit's `ProtectKernelTunables=yes`). Restored on exit. Best
+    /// effort: the source-address rules keep us correct without it (a VIP is
+    /// never the source).
+    pub async fn promote_secondaries(&mut self, ifname: &str, index: u32) {
+        if self.sysctl_restore.iter().any(|(n, i, _)| n == ifname && *i == index) {
             return;
         }
-        let Ok(old) = std::fs::read_to_string(&path) else {
-            return;
-        };
-        if old.trim() == "1" {
-            return;
-        }
-        match std::fs::write(&path, "1") {
-            Ok(()) => {
-                debug!("{ifname}: promote_secondaries set (was {})", old.trim());
-                self.sysctl_restore.push((path, old.trim().to_string()));
+        // An interface recreated under the same name starts from the kernel's default again.
+        self.sysctl_restore.retain(|(n, _, _)| n != ifname);
+        let old = match self.nl.promote_secondaries(index).await {
+            Ok(Some(old)) => old,
+            Ok(None) => {
+                warn!("{ifname}: cannot read promote_secondaries: no IPv4 settings");
+                return;
             }
-            Err(e) => debug!("{ifname}: cannot set promote_secondaries: {e}"),
+            Err(e) => {
+                warn!("{ifname}: cannot read promote_secondaries: {e}");
+                return;
+            }
+        };
+        if old == 1 {
+            return;
+        }
+        match self.nl.set_inet_conf(index, &[(DEVCONF_PROMOTE_SECONDARIES, 1)]).await {
+            Ok(()) => {
+                debug!("{ifname}: promote_secondaries set (was {old})");
+                self.sysctl_restore.push((ifname.to_string(), index, old));
+            }
+            Err(e) => warn!("{ifname}: cannot set promote_secondaries: {e}"),
         }
     }
 
-    pub fn restore_sysctls(&mut self) {
-        for (path, old) in self.sysctl_restore.drain(..) {
-            if let Err(e) = std::fs::write(&path, &old) {
-                warn!("restoring {}: {e}", path.display());
+    /// Put back the `promote_secondaries` values we changed (exit).
+    pub async fn restore_sysctls(&mut self) {
+        for (ifname, index, old) in std::mem::take(&mut self.sysctl_restore) {
+            match self
+                .nl
+                .set_inet_conf(index, &[(DEVCONF_PROMOTE_SECONDARIES, old as u32)])
+                .await
+            {
+                Ok(()) => debug!("{ifname}: promote_secondaries restored to {old}"),
+                Err(e) => warn!("{ifname}: restoring promote_secondaries to {old}: {e}"),
             }
         }
     }
@@ -365,7 +383,7 @@ impl Daemon {
     /// interface hold exactly what the state says.
     pub(super) async fn on_facts_changed(&mut self) {
         self.sync_vmacs(false).await;
-        self.ensure_sockets();
+        self.ensure_sockets().await;
         let now = self.clock.now();
         let vips = self.configured_vips();
         for i in 0..self.insts.list.len() {
@@ -420,7 +438,7 @@ impl Daemon {
 
     /// Open (or reopen after an interface was recreated) one raw socket per
     /// (interface, family) in use; close the ones no longer needed.
-    pub(super) fn ensure_sockets(&mut self) {
+    pub(super) async fn ensure_sockets(&mut self) {
         let mut wanted: Vec<(String, Family)> = self
             .insts
             .list
@@ -443,7 +461,7 @@ impl Daemon {
                 continue;
             }
             if fam == Family::V4 {
-                self.links.promote_secondaries(&name);
+                self.links.promote_secondaries(&name, index).await;
             }
             match VrrpSocket::open(&name, index, fam) {
                 Ok(sock) => {

@@ -349,7 +349,7 @@ impl Daemon {
         if let Some(b) = self.balancer.take() {
             b.shutdown(Duration::from_secs(2)).await;
         }
-        self.links.restore_sysctls();
+        self.links.restore_sysctls().await;
         let _ = std::fs::remove_file(&self.cfg.global.control_socket);
     }
 }

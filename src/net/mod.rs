@@ -3,6 +3,7 @@
 //! gratuitous ARP / unsolicited NA (`announce`).
 
 pub mod announce;
+pub mod inet_conf;
 pub mod netlink;
 pub mod timer;
 pub mod vmac;

@@ -1,6 +1,6 @@
 //! SHELL: the virtual-MAC macvlan of a `use_vmac` instance, through rtnetlink:
 //! create it (mode private, MAC 00:00:5e:00:0{1,2}:VRID, as keepalived does),
-//! set the per-interface IPv4 settings keepalived sets (IFLA_INET_CONF), give
+//! set the per-interface IPv4 settings keepalived sets (net/inet_conf.rs), give
 //! an IPv6 one its base's link-local address, and delete it again, restoring
 //! what we changed on the base interface.
 //!
@@ -19,25 +19,17 @@ use std::io;
 use std::net::{IpAddr, Ipv6Addr};
 
 use futures::TryStreamExt;
-use netlink_packet_core::DefaultNla;
 use netlink_packet_route::link::{
     AfSpecInet, AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoKind, LinkAttribute, LinkInfo, LinkMessage, MacVlanMode,
 };
 use rtnetlink::{LinkMacVlan, LinkUnspec};
 use tracing::{info, warn};
 
+use super::inet_conf::{
+    DEVCONF_ACCEPT_LOCAL, DEVCONF_ARPFILTER, DEVCONF_ARP_ANNOUNCE, DEVCONF_ARP_IGNORE, DEVCONF_PROMOTE_SECONDARIES,
+    DEVCONF_RP_FILTER,
+};
 use super::netlink::Netlink;
-
-/// IFLA_INET_CONF inside IFLA_AF_SPEC / AF_INET, and the kernel's
-/// IPV4_DEVCONF_* indices we touch (include/uapi/linux/ip.h).
-const IFLA_INET_CONF: u16 = 1;
-const NLA_F_NESTED: u16 = 0x8000;
-pub const DEVCONF_RP_FILTER: u16 = 8;
-pub const DEVCONF_ARPFILTER: u16 = 13;
-pub const DEVCONF_ARP_ANNOUNCE: u16 = 18;
-pub const DEVCONF_ARP_IGNORE: u16 = 19;
-pub const DEVCONF_PROMOTE_SECONDARIES: u16 = 20;
-pub const DEVCONF_ACCEPT_LOCAL: u16 = 23;
 
 /// What one macvlan should be.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -99,22 +91,6 @@ fn view(l: &LinkMessage) -> LinkView {
     v
 }
 
-/// IFLA_AF_SPEC { AF_INET { IFLA_INET_CONF { index: value, ... } } }: only
-/// the entries named (the crate's own request type drops zero values, and
-/// rp_filter=0 is one we need).
-fn inet_conf(entries: &[(u16, u32)]) -> LinkAttribute {
-    let mut nested = Vec::with_capacity(entries.len() * 8);
-    for &(kind, val) in entries {
-        nested.extend_from_slice(&8u16.to_ne_bytes());
-        nested.extend_from_slice(&kind.to_ne_bytes());
-        nested.extend_from_slice(&val.to_ne_bytes());
-    }
-    LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet(vec![AfSpecInet::Other(DefaultNla::new(
-        IFLA_INET_CONF | NLA_F_NESTED,
-        nested,
-    ))])])
-}
-
 impl Netlink {
     async fn link_view(&self, name: &str) -> io::Result<Option<LinkView>> {
         let mut links = self.handle().link().get().match_name(name.to_string()).execute();
@@ -124,14 +100,6 @@ impl Netlink {
             Err(rtnetlink::Error::NetlinkError(m)) if m.code.map(|c| -c.get()) == Some(libc::ENODEV) => Ok(None),
             Err(e) => Err(nl_err(e)),
         }
-    }
-
-    /// Set IPv4 per-interface settings of `index` (RTM_SETLINK, IFLA_INET_CONF).
-    pub async fn set_inet_conf(&self, index: u32, entries: &[(u16, u32)]) -> io::Result<()> {
-        let msg = LinkUnspec::new_with_index(index)
-            .append_extra_attribute(inet_conf(entries))
-            .build();
-        self.handle().link().set(msg).execute().await.map_err(nl_err)
     }
 
     /// arp_ignore, arp_filter and arp_announce of interface `name`, read through netlink.
@@ -326,39 +294,6 @@ pub fn fmt_mac(m: [u8; 6]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use netlink_packet_core::Emitable;
-
-    #[test]
-    fn inet_conf_nests_only_the_named_entries_zero_included() {
-        let attr = inet_conf(&[(DEVCONF_RP_FILTER, 0), (DEVCONF_ARP_IGNORE, 1)]);
-        let mut buf = vec![0u8; attr.buffer_len()];
-        attr.emit(&mut buf);
-        // IFLA_AF_SPEC(26) { AF_INET(2) { IFLA_INET_CONF|NESTED { 8: 0, 19: 1 } } }
-        let ne = |v: u16| v.to_ne_bytes();
-        let mut want = Vec::new();
-        want.extend_from_slice(&ne(4 + 4 + 4 + 16));
-        want.extend_from_slice(&ne(26 | NLA_F_NESTED));
-        want.extend_from_slice(&ne(4 + 4 + 16));
-        want.extend_from_slice(&ne(2 | NLA_F_NESTED));
-        want.extend_from_slice(&ne(4 + 16));
-        want.extend_from_slice(&ne(IFLA_INET_CONF | NLA_F_NESTED));
-        for (k, v) in [(8u16, 0u32), (19, 1)] {
-            want.extend_from_slice(&ne(8));
-            want.extend_from_slice(&ne(k));
-            want.extend_from_slice(&v.to_ne_bytes());
-        }
-        // The outer flags are the crate's business; compare lengths, types
-        // without NLA_F_NESTED, and the payload.
-        let strip = |b: &[u8]| -> Vec<u8> {
-            let mut b = b.to_vec();
-            for off in [2usize, 6, 10] {
-                let t = u16::from_ne_bytes([b[off], b[off + 1]]) & !NLA_F_NESTED;
-                b[off..off + 2].copy_from_slice(&t.to_ne_bytes());
-            }
-            b
-        };
-        assert_eq!(strip(&buf), strip(&want));
-    }
 
     #[test]
     fn mac_is_printed_like_ip_link() {
