@@ -567,3 +567,183 @@ fn script_security_refuses_root_scripts_others_can_change() {
     .unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Notify scripts (docs/notify-sync.md): argv arrays or keepalived-split
+/// strings, absolute programs; `script_user` must exist; the timeout's range.
+#[test]
+fn notify_script_errors() {
+    let v = |key: &str, val: &str| format!("{BASE}{key} = {val}\n");
+    bad(
+        &v("notify", "\"notify.sh\""),
+        5,
+        &["vrrp_instance.VI_1.notify", "absolute path"],
+    );
+    bad(
+        &v("notify_master", "[]"),
+        5,
+        &["vrrp_instance.VI_1.notify_master", "empty"],
+    );
+    bad(
+        &v("notify_backup", "\"/bin/x 'a b\""),
+        5,
+        &["notify_backup", "unclosed"],
+    );
+    bad(&v("notify_fault", "42"), 5, &["a command"]);
+    bad(&v("notify_stopp", "\"/bin/x\""), 5, &["notify_stopp"]);
+    let g = |body: &str| format!("[global]\n{body}\n{BASE}");
+    bad(
+        &g("script_user = \"no-such-user-vipd\""),
+        2,
+        &["global.script_user", "unknown user"],
+    );
+    bad(
+        &g("script_user = \"root no-such-group-vipd\""),
+        2,
+        &["script_user", "unknown group"],
+    );
+    bad(&g("script_user = \"a b c\""), 2, &["script_user", "USER GROUP"]);
+    bad(
+        &g("notify_script_timeout = 0"),
+        2,
+        &["global.notify_script_timeout", "1s to 1000s"],
+    );
+    bad(
+        &g("notify_script_timeout = \"20m\""),
+        2,
+        &["notify_script_timeout", "1s to 1000s"],
+    );
+    let ok = config::parse(
+        &format!(
+            "[global]\nscript_user = \"root\"\nnotify_script_timeout = \"5s\"\n{BASE}notify = \"/bin/n 'a b'\"\nnotify_stop = [\"/bin/s\", \"x y\"]\n"
+        ),
+        "t.toml",
+    )
+    .expect("valid");
+    assert_eq!(ok.global.script_user.as_ref().map(|u| u.user.as_str()), Some("root"));
+    assert_eq!(ok.global.notify_script_timeout, Micros::from_secs(5));
+    let n = &ok.instances[0].notify;
+    assert_eq!(n.notify, Some(vec!["/bin/n".to_string(), "a b".to_string()]));
+    assert_eq!(n.stop, Some(vec!["/bin/s".to_string(), "x y".to_string()]));
+    assert_eq!(
+        config::parse(BASE, "t.toml").unwrap().global.notify_script_timeout,
+        Micros::from_secs(30)
+    );
+}
+
+/// `[vrrp_sync_group.NAME]`: unknown members, a member twice or in two
+/// groups, fewer than two members, mixed preempt, an address owner, weighted
+/// member tracking: each a specific error on the member's line.
+#[test]
+fn sync_group_errors() {
+    let two = |a: &str, b: &str| {
+        format!(
+            "[vrrp_instance.VI_1]\ninterface = \"eth0\"\nvirtual_router_id = 51\nvirtual_ipaddress = [\"192.0.2.100/24\"]\n{a}\n\
+             [vrrp_instance.VI_2]\ninterface = \"eth0\"\nvirtual_router_id = 52\nvirtual_ipaddress = [\"192.0.2.101/24\"]\n{b}\n"
+        )
+    };
+    let base = two("", "");
+    // Lines: VI_1 1-5, VI_2 6-10, the group from 11.
+    let grp = |body: &str| format!("{base}[vrrp_sync_group.G]\n{body}\n");
+    bad(
+        &grp("group = [\"VI_1\", \"VI_3\"]"),
+        12,
+        &["vrrp_sync_group.G.group", "\"VI_3\" is not a vrrp_instance"],
+    );
+    bad(&grp("group = [\"VI_1\", \"VI_1\"]"), 12, &["VI_1 is listed twice"]);
+    bad(&grp("group = [\"VI_1\"]"), 12, &["at least two instances"]);
+    bad(
+        &format!("{base}[vrrp_sync_group.G]\ngroup = [\"VI_1\", \"VI_2\"]\n[vrrp_sync_group.H]\ngroup = [\"VI_2\", \"VI_1\"]\n"),
+        14,
+        &["vrrp_sync_group.H.group", "VI_2 is already a member of vrrp_sync_group.G"],
+    );
+    bad(
+        &grp("group = [\"VI_1\", \"VI_2\"]\ntrack_scrip = []"),
+        13,
+        &["track_scrip"],
+    );
+    let g2 = "[vrrp_sync_group.G]\ngroup = [\"VI_1\", \"VI_2\"]\n";
+    bad(
+        &format!("{}{g2}", two("", "nopreempt = true")),
+        12,
+        &["mixes preempt and nopreempt"],
+    );
+    bad(
+        &format!("{}{g2}", two("priority = 255", "")),
+        12,
+        &["VI_1 has priority 255", "not allowed in a sync group"],
+    );
+    bad(
+        &format!(
+            "{}{g2}",
+            two("track_interface = [{ interface = \"eth1\", weight = -20 }]", "")
+        ),
+        12,
+        &["VI_1 tracks eth1 with weight -20", "sync_group_tracking_weight"],
+    );
+    bad(
+        &format!("{}{g2}notify_master = \"x\"\n", two("", "")),
+        13,
+        &["vrrp_sync_group.G.notify_master", "absolute path"],
+    );
+    // Accepted: weights kept on request; the group's track_interface reaches every member.
+    let ok = config::parse(
+        &format!(
+            "{}{g2}sync_group_tracking_weight = true\ntrack_interface = [{{ interface = \"up0\" }}]\nnotify = \"/bin/g\"\n",
+            two("track_interface = [{ interface = \"eth1\", weight = -20 }]", "")
+        ),
+        "t.toml",
+    )
+    .expect("valid");
+    assert_eq!(ok.sync_groups[0].members, ["VI_1", "VI_2"]);
+    assert_eq!(ok.sync_groups[0].notify.notify, Some(vec!["/bin/g".to_string()]));
+    for i in &ok.instances {
+        assert_eq!(i.sync_group.as_deref(), Some("G"));
+        assert!(i.track_interface.iter().any(|t| t.interface == "up0" && t.weight == 0));
+    }
+}
+
+/// A sync group's `track_script` / `track_file` / `track_process` reach every
+/// member; an unknown tracker and a member's weighted tracker are errors.
+#[test]
+fn sync_group_tracking_errors() {
+    let base = "[vrrp_script.chk]\nscript = \"/bin/true\"\n\
+                [vrrp_instance.VI_1]\ninterface = \"eth0\"\nvirtual_router_id = 51\nvirtual_ipaddress = [\"192.0.2.100/24\"]\n\
+                [vrrp_instance.VI_2]\ninterface = \"eth0\"\nvirtual_router_id = 52\nvirtual_ipaddress = [\"192.0.2.101/24\"]\n";
+    // Lines: script 1-2, VI_1 3-6, VI_2 7-10, group 11-.
+    let g = |body: &str| format!("{base}[vrrp_sync_group.G]\ngroup = [\"VI_1\", \"VI_2\"]\n{body}\n");
+    bad(
+        &g("track_script = [{ name = \"nope\" }]"),
+        13,
+        &["vrrp_sync_group.G.track_script.name", "no [vrrp_script.nope]"],
+    );
+    bad(
+        &g("track_script = [{ name = \"chk\" }, { name = \"chk\" }]"),
+        13,
+        &["tracked twice"],
+    );
+    bad(
+        &g("track_script = [{ name = \"chk\", weight = 300 }]"),
+        13,
+        &["vrrp_sync_group.G.track_script.weight", "-253..=253"],
+    );
+    let weighted = base.replace(
+        "virtual_router_id = 51\n",
+        "virtual_router_id = 51\ntrack_script = [{ name = \"chk\", weight = -10 }]\n",
+    );
+    bad(
+        &format!("{weighted}[vrrp_sync_group.G]\ngroup = [\"VI_1\", \"VI_2\"]\n"),
+        13,
+        &[
+            "VI_1 has track_script chk with weight -10",
+            "sync_group_tracking_weight",
+        ],
+    );
+    let ok = config::parse(&g("track_script = [{ name = \"chk\" }]"), "t.toml").expect("valid");
+    for i in &ok.instances {
+        assert_eq!(i.track.scripts.len(), 1, "{}", i.name);
+        assert_eq!(
+            (i.track.scripts[0].name.as_str(), i.track.scripts[0].weight),
+            ("chk", 0)
+        );
+    }
+}

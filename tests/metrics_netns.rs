@@ -463,6 +463,7 @@ fn every_transition_reason_is_documented() {
         Reason::TrackRecovered,
         Reason::ConfigChange,
         Reason::PriorityChange,
+        Reason::SyncGroup { why: "x".into() },
     ];
     for r in all {
         let l = reason_label(&r);

@@ -237,6 +237,9 @@ fn render_instance(o: &mut String, i: &InstanceStatus) {
     if r.demoted {
         line.push_str("  DEMOTED (vipctl promote)");
     }
+    if let Some(g) = &i.sync_group {
+        let _ = write!(line, "  sync group {g}");
+    }
     let _ = writeln!(o, "{line}");
     if let Some(t) = &r.last_transition {
         let _ = writeln!(

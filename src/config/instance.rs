@@ -2,7 +2,6 @@
 //! router's config, VIPs, tracking, notify) and the checks across instances.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
 
 use ipnetwork::IpNetwork;
 use serde::{Deserialize, Serialize};
@@ -32,13 +31,18 @@ pub struct Instance {
     pub vips: Vec<IpNetwork>,
     pub unicast_src_ip: Option<IpAddr>,
     pub track_interface: Vec<TrackInterface>,
-    pub notify: Option<PathBuf>,
     /// `use_vmac` (src/config/vmac.rs): the macvlan with the virtual MAC.
     #[serde(default)]
     pub vmac: Option<super::vmac::Vmac>,
     /// Scripts, files, processes and virtual servers tracked (config/track.rs).
     #[serde(default)]
     pub track: super::InstanceTracking,
+    /// Notify scripts (config/notify.rs).
+    #[serde(default)]
+    pub notify: super::notify::Notify,
+    /// The `vrrp_sync_group` this instance belongs to (config/sync.rs).
+    #[serde(default)]
+    pub sync_group: Option<String>,
 }
 
 /// The dotted key of a field of instance `name`.
@@ -104,6 +108,7 @@ impl Cx<'_> {
             notify,
             vmac,
             track: Default::default(),
+            sync_group: None,
         })
     }
 
@@ -132,16 +137,18 @@ impl Cx<'_> {
         Ok(interface)
     }
 
-    /// `notify`: an absolute path.
-    fn notify(&self, name: &str, r: &raw::Instance) -> R<Option<PathBuf>> {
-        let Some(n) = &r.notify else {
-            return Ok(None);
-        };
-        let p = PathBuf::from(n.get_ref());
-        if !p.is_absolute() {
-            return Err(self.err(n, &keys(name)("notify"), "must be an absolute path to an executable"));
-        }
-        Ok(Some(p))
+    /// `notify`, `notify_master`, `notify_backup`, `notify_fault`, `notify_stop`.
+    fn notify(&self, name: &str, r: &raw::Instance) -> R<super::notify::Notify> {
+        self.notify_scripts(
+            &format!("vrrp_instance.{name}"),
+            super::notify::RawNotify {
+                notify: r.notify.as_ref(),
+                master: r.notify_master.as_ref(),
+                backup: r.notify_backup.as_ref(),
+                fault: r.notify_fault.as_ref(),
+                stop: r.notify_stop.as_ref(),
+            },
+        )
     }
 
     /// `advert_int`: centiseconds for VRRPv3, whole seconds for VRRPv2.

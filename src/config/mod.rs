@@ -4,15 +4,18 @@
 //! says what is allowed. Unknown keys are errors.
 //!
 //! Validation lives by what it validates: `instance.rs` (`vrrp_instance`),
-//! `server.rs` (`virtual_server`), `check.rs` (its `check` block); `specs.rs`
+//! `server.rs` (`virtual_server`), `check.rs` (its `check` block), `notify.rs`
+//! (notify scripts), `sync.rs` (`vrrp_sync_group`); `specs.rs`
 //! turns the validated model into the pure cores' specs.
 
 mod check;
 mod diag;
 mod instance;
+mod notify;
 mod raw;
 mod server;
 mod specs;
+mod sync;
 mod track;
 mod vmac;
 
@@ -28,8 +31,10 @@ use raw::NumOrStr;
 pub use check::{Check, CheckKind};
 pub use diag::{did_you_mean, parse_all, render};
 pub use instance::{Instance, TrackInterface};
+pub use notify::{Notify, NotifyState, DEFAULT_NOTIFY_TIMEOUT};
 pub use server::{Admin, LbAlgo, OnMarkedDown, Protocol, RealServer, StreamLimits, VirtualServer};
 pub use specs::{passive_policy, table_spec};
+pub use sync::SyncGroup;
 pub use track::{
     script_security, InstanceTracking, ParamMatch, TrackFile, TrackProcess, TrackRef, TrackVs, Tracking, VrrpScript,
 };
@@ -75,6 +80,9 @@ pub struct Config {
     /// Named trackers (`vrrp_script`, `vrrp_track_file`, `vrrp_track_process`).
     #[serde(default)]
     pub track: Tracking,
+    /// `[vrrp_sync_group.NAME]`, sorted by name.
+    #[serde(default)]
+    pub sync_groups: Vec<SyncGroup>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -88,6 +96,13 @@ pub struct Global {
     /// Refuse root scripts that a non-root user could change.
     #[serde(default)]
     pub enable_script_security: bool,
+    /// A notify script still running after this is killed with its process group.
+    #[serde(default = "default_notify_timeout")]
+    pub notify_script_timeout: Micros,
+}
+
+fn default_notify_timeout() -> Micros {
+    DEFAULT_NOTIFY_TIMEOUT
 }
 
 /// Load and validate a configuration file.
@@ -250,6 +265,13 @@ impl Cx<'_> {
         if let Err(e) = self.cross_check_vmacs(&raw, &mut instances) {
             errors.push(e);
         }
+        let sync_groups = self.sync_groups(
+            raw.vrrp_sync_group.as_ref(),
+            &mut instances,
+            &failed,
+            &track,
+            &mut errors,
+        );
         let mut servers: Vec<VirtualServer> = Vec::new();
         for (name, vs) in raw.virtual_server.iter().flatten() {
             let tied = vs.get_ref().vrrp_instance.as_ref().map(|v| v.get_ref());
@@ -285,6 +307,7 @@ impl Cx<'_> {
                 instances,
                 servers,
                 track,
+                sync_groups,
             }),
             _ => Err(errors),
         }
@@ -298,6 +321,7 @@ impl Cx<'_> {
                 metrics: None,
                 script_user: None,
                 enable_script_security: false,
+                notify_script_timeout: DEFAULT_NOTIFY_TIMEOUT,
             });
         };
         let g = g.get_ref();
@@ -332,6 +356,7 @@ impl Cx<'_> {
             metrics,
             script_user: scripts.script_user,
             enable_script_security: scripts.enable_script_security,
+            notify_script_timeout: self.notify_timeout(g.notify_script_timeout.as_ref())?,
         })
     }
 }

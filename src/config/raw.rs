@@ -15,6 +15,7 @@ pub struct File {
     pub vrrp_script: Option<BTreeMap<String, Spanned<super::track::RawScript>>>,
     pub vrrp_track_file: Option<BTreeMap<String, Spanned<super::track::RawFile>>>,
     pub vrrp_track_process: Option<BTreeMap<String, Spanned<super::track::RawProcess>>>,
+    pub vrrp_sync_group: Option<BTreeMap<String, Spanned<super::sync::RawSyncGroup>>>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -26,6 +27,8 @@ pub struct Global {
     // Scripts (config/track.rs).
     pub script_user: Option<Spanned<String>>,
     pub enable_script_security: Option<Spanned<bool>>,
+    // Notify scripts (config/notify.rs).
+    pub notify_script_timeout: Option<Spanned<NumOrStr>>,
 }
 
 /// A number of seconds (integer or float) or a duration string.
@@ -72,7 +75,6 @@ pub struct Instance {
     pub garp_master_repeat: Option<Spanned<i64>>,
     pub garp_master_delay: Option<Spanned<NumOrStr>>,
     pub track_interface: Option<Vec<Spanned<Track>>>,
-    pub notify: Option<Spanned<String>>,
     // Virtual MAC and announcements (src/config/vmac.rs).
     pub use_vmac: Option<Spanned<super::vmac::BoolOrName>>,
     pub vmac_xmit_base: Option<Spanned<bool>>,
@@ -84,6 +86,12 @@ pub struct Instance {
     pub track_file: Option<Vec<Spanned<super::track::RawRef>>>,
     pub track_process: Option<Vec<Spanned<super::track::RawRef>>>,
     pub track_virtual_server: Option<Vec<Spanned<super::track::RawVsRef>>>,
+    // Notify scripts (config/notify.rs).
+    pub notify: Option<Spanned<super::track::Command>>,
+    pub notify_master: Option<Spanned<super::track::Command>>,
+    pub notify_backup: Option<Spanned<super::track::Command>>,
+    pub notify_fault: Option<Spanned<super::track::Command>>,
+    pub notify_stop: Option<Spanned<super::track::Command>>,
 }
 
 /// An HTTP status: 200, "2xx", or [200, 399].

@@ -17,11 +17,35 @@ use crate::track::spawn::{split_command, RunAs, CLEAN_PATH};
 // ---- as written -------------------------------------------------------------
 
 /// A command: an argv array, or a keepalived-style string split like keepalived.
-#[derive(Deserialize, Debug)]
-#[serde(untagged)]
+#[derive(Debug)]
 pub enum Command {
     Str(String),
     Argv(Vec<String>),
+}
+
+/// By hand, so a wrong type says what a command is (an untagged enum only
+/// says that no variant matched).
+impl<'de> Deserialize<'de> for Command {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Command;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a command: \"/path arg\" or [\"/path\", \"arg\"]")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Command, E> {
+                Ok(Command::Str(s.to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Command, A::Error> {
+                let mut out = Vec::new();
+                while let Some(s) = seq.next_element::<String>()? {
+                    out.push(s);
+                }
+                Ok(Command::Argv(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// `init_file = true` (write 0) or `init_file = VALUE`.

@@ -158,6 +158,9 @@ pub struct InstanceStatus {
     /// What the instance tracks and what each adds now (`track::TrackerStatus`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trackers: Vec<crate::track::TrackerStatus>,
+    /// The `vrrp_sync_group` of the instance (absent when none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_group: Option<String>,
     #[serde(flatten)]
     pub router: RouterStatus,
 }

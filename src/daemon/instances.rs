@@ -10,7 +10,6 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::facts::{family_of, tracked};
-use super::systemd::run_notify;
 use super::Daemon;
 use crate::config::Instance;
 use crate::net::vrrp_socket::Family;
@@ -250,6 +249,7 @@ impl Daemon {
         let x = &self.insts.list[i];
         self.obs
             .on_actions(&x.cfg.name, &actions, x.router.knows_master(), self.clock.now());
+        self.sync.dirty |= self.insts.list[i].cfg.sync_group.is_some();
         for a in actions {
             match a {
                 Action::SendAdvert { advert, checksum_form } => self.send_advert(i, &advert, checksum_form),
@@ -339,14 +339,6 @@ impl Daemon {
         );
         let _ = inst.master_tx.send(to == State::Master);
         self.notify_status();
-        if let Some(script) = inst.cfg.notify.clone() {
-            let args = [
-                "INSTANCE".to_string(),
-                inst.cfg.name.clone(),
-                to.name().to_uppercase(),
-                inst.effective_priority.to_string(),
-            ];
-            tokio::spawn(run_notify(script, args));
-        }
+        self.notify_instance(i, to);
     }
 }

@@ -4,13 +4,16 @@
 //! here; each other concern has its own file:
 //! `facts` (pure decisions from interface facts), `instances` (instance table,
 //! receive index, action executor), `links` (netlink, sockets, VIP install and
-//! repair), `reload` (reload, control requests, status), `systemd`.
+//! repair), `reload` (reload, control requests, status), `notify` (notify
+//! script queues), `sync` (sync groups), `systemd`.
 
 mod facts;
 mod handover;
 mod instances;
 mod links;
+mod notify;
 mod reload;
+mod sync;
 mod systemd;
 mod tracking;
 mod vmac;
@@ -124,6 +127,8 @@ pub struct Daemon {
     /// Tracking runners and state (`tracking.rs`), and where runners report.
     track: crate::track::Trackers,
     track_sink: crate::track::Sink,
+    notifier: notify::Notifier,
+    sync: sync::SyncGroups,
 }
 
 impl Daemon {
@@ -192,12 +197,15 @@ impl Daemon {
             handover: handover::Book::default(),
             track: Default::default(),
             track_sink,
+            notifier: notify::Notifier::default(),
+            sync: sync::SyncGroups::default(),
         };
         d.refresh_now().await;
         d.sync_vmacs(true).await;
         for inst in cfg.instances.clone() {
             d.add_instance(inst, true).await;
         }
+        d.sync_configure().await;
         let mut ev_rx = ev_rx;
         if let Err(e) = d.start_balancer().await {
             d.shutdown("start-up failed", &mut ev_rx).await;
@@ -237,6 +245,9 @@ impl Daemon {
             if let Some(why) = self.left() {
                 self.shutdown(&why, &mut ev_rx).await;
                 return Ok(());
+            }
+            if self.run_sync().await {
+                touched = None;
             }
             let now = self.clock.now();
             if let Some(deadline) = self.rearm(now, armed, touched.take()) {
@@ -345,7 +356,8 @@ impl Daemon {
         }
         self.release_all_vips().await;
         self.remove_all_vmacs().await;
-        // STOP notify scripts go here (i9-notify-sync): after the VIPs are released.
+        // STOP notify scripts, after the VIPs are released (docs/notify-sync.md).
+        self.notify_stop_all().await;
         if let Some(b) = self.balancer.take() {
             b.shutdown(Duration::from_secs(2)).await;
         }

@@ -60,6 +60,7 @@ impl Daemon {
         // New facts (a VIP set, source or tracking may have changed): re-derive
         // source, tracked priority and tracker faults of every instance.
         self.on_facts_changed().await;
+        self.sync_configure().await;
         let mut msg =
             format!("reloaded: {kept} instance(s) unchanged, {changed} changed, {added} added, {removed} removed");
         if let Some(b) = self.balancer.as_mut() {
@@ -101,6 +102,7 @@ impl Daemon {
             self.release_vips_of(i).await;
             let gone = self.insts.remove(i);
             self.mastership.remove(&gone.cfg.name);
+            self.notify_removed(&gone.cfg, gone.effective_priority);
             removed += 1;
         }
         removed
@@ -196,6 +198,7 @@ impl Daemon {
                     vip_remove_failures: i.vips.remove_failures,
                     vip_last_error: i.vips.last_error.clone(),
                     trackers: self.trackers_of(i),
+                    sync_group: i.cfg.sync_group.clone(),
                     router: i.router.status(),
                 })
                 .collect(),

@@ -1,8 +1,7 @@
 //! SHELL: talking to the service manager (sd_notify: READY, STATUS lines with
-//! the instance summary, WATCHDOG pings from the protocol loop) and running the
-//! user's notify scripts (keepalived argument order).
+//! the instance summary, WATCHDOG pings from the protocol loop).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -155,23 +154,6 @@ impl super::Daemon {
         if STATUS_DIRTY.swap(false, Ordering::Relaxed) && std::env::var_os("NOTIFY_SOCKET").is_some() {
             sd_notify(&format!("STATUS={}", status_line(&self.status())));
         }
-    }
-}
-
-/// Run `script INSTANCE NAME STATE PRIORITY` with a 30 s bound (killed after).
-pub async fn run_notify(script: PathBuf, args: [String; 4]) {
-    let child = tokio::process::Command::new(&script)
-        .args(&args)
-        .kill_on_drop(true)
-        .spawn();
-    match child {
-        Ok(mut c) => match tokio::time::timeout(Duration::from_secs(30), c.wait()).await {
-            Ok(Ok(st)) if !st.success() => warn!("notify {} exited with {st}", script.display()),
-            Ok(Err(e)) => warn!("notify {}: {e}", script.display()),
-            Err(_) => warn!("notify {} took more than 30 s; killed", script.display()),
-            _ => {}
-        },
-        Err(e) => warn!("notify {}: {e}", script.display()),
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod announce;
 pub mod router;
+pub mod sync;
 pub mod wire;
 
 use serde::{Deserialize, Serialize};
@@ -341,6 +342,8 @@ pub enum Input {
     Leave {
         timeout: Micros,
     },
+    /// From the instance's sync group (`sync.rs`).
+    Sync(sync::Command),
 }
 
 /// Why a state changed; logged and shown by vipctl.
@@ -380,6 +383,10 @@ pub enum Reason {
     HandedOver {
         to: Option<IpAddr>,
     },
+    /// Moved by its sync group (`sync.rs`), and why.
+    SyncGroup {
+        why: String,
+    },
 }
 
 impl std::fmt::Display for Reason {
@@ -408,6 +415,7 @@ impl std::fmt::Display for Reason {
             Reason::PriorityChange => write!(f, "priority change"),
             Reason::HandedOver { to: Some(to) } => write!(f, "handed over to {to}"),
             Reason::HandedOver { to: None } => write!(f, "handover: no successor in time"),
+            Reason::SyncGroup { why } => write!(f, "{why}"),
         }
     }
 }

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use super::sync::{self, MemberView, Membership};
 use super::{
     Action, Advert, ChecksumForm, Discard, HandoverOutcome, Input, Interval, Reason, Received, RouterConfig, RxError,
     State, Version,
@@ -124,6 +125,8 @@ pub struct Router {
     tracked_priority: u8,
     /// A planned handover in progress (master only).
     handover: Option<Handover>,
+    /// Sync group membership (`sync.rs`).
+    sync: Membership,
 }
 
 impl Router {
@@ -159,6 +162,7 @@ impl Router {
             demoted: false,
             tracked_priority: cfg_priority,
             handover: None,
+            sync: Membership::default(),
         }
     }
 
@@ -327,6 +331,7 @@ impl Router {
             Input::Demote { timeout } => self.demote(now, timeout),
             Input::Promote => self.promote(now),
             Input::Leave { timeout } => self.leave(now, timeout),
+            Input::Sync(c) => self.on_sync(now, c),
         }
     }
 
@@ -352,6 +357,10 @@ impl Router {
         if let Some(what) = &self.track_fault {
             let what = what.clone();
             return self.change_state(now, State::Fault, Reason::TrackFault { what });
+        }
+        if let Some(why) = &self.sync.fault {
+            let why = why.clone();
+            return self.change_state(now, State::Fault, Reason::SyncGroup { why });
         }
         if self.priority == 255 {
             self.change_state(now, State::Master, Reason::AddressOwner)
@@ -439,6 +448,7 @@ impl Router {
         let prio = r.advert.priority;
         if prio == 0 {
             // SM5: the master is leaving; take over after Skew_Time.
+            self.sync.wants_master = false;
             self.master_down_timer = Some(now + self.skew());
             self.master_priority = Some(0);
             return;
@@ -451,6 +461,7 @@ impl Router {
         if accept {
             // SM6: adopt the master's interval (v3, RX10) and reset the timer.
             out.extend(self.adopt_interval(r.advert.interval, r.src));
+            self.sync.wants_master = false;
             self.master_down_timer = Some(now + self.mdi());
         }
         // else: preempt on and a lower priority: ignore; the timer fires.
@@ -583,6 +594,12 @@ impl Router {
             }
             State::Backup => {
                 if self.master_down_timer.is_some_and(|t| t <= now) {
+                    if self.sync.joined {
+                        // A sync group member waits for every member (sync.rs).
+                        self.master_down_timer = None;
+                        self.sync.wants_master = true;
+                        return out;
+                    }
                     // SM4
                     return self.change_state(now, State::Master, Reason::MasterDownTimer);
                 }
@@ -591,6 +608,11 @@ impl Router {
                     self.preempt_deadline = None;
                     let alive = self.master_heard_at.is_some_and(|h| now.since(h) < self.mdi());
                     if self.cfg.preempt && alive && self.master_priority.is_some_and(|p| p > 0 && p < self.priority) {
+                        if self.sync.joined {
+                            self.master_down_timer = None;
+                            self.sync.wants_master = true;
+                            return out;
+                        }
                         let priority = self.priority;
                         return self.change_state(now, State::Master, Reason::PreemptHigherPriority { priority });
                     }
@@ -659,6 +681,60 @@ impl Router {
         out
     }
 
+    /// What the instance's sync group needs to know of it (`sync.rs`).
+    pub fn sync_view(&self) -> MemberView {
+        MemberView {
+            state: Some(self.state),
+            own_fault: self.state != State::Initialize
+                && (!self.link_up || self.local_addr.is_none() || self.track_fault.is_some()),
+            sync_fault: self.sync.fault.is_some(),
+            wants_master: self.sync.wants_master,
+        }
+    }
+
+    /// An input from the sync group (`sync.rs`).
+    fn on_sync(&mut self, now: Instant, c: sync::Command) -> Vec<Action> {
+        match c {
+            sync::Command::Join(joined) => {
+                self.sync.joined = joined;
+                if joined {
+                    return Vec::new();
+                }
+                let mut out = Vec::new();
+                if self.sync.fault.take().is_some() {
+                    let why = "left its sync group".to_string();
+                    out.extend(self.leave_fault(now, Reason::SyncGroup { why }));
+                }
+                if std::mem::take(&mut self.sync.wants_master) && self.state == State::Backup {
+                    out.extend(self.change_state(now, State::Master, Reason::MasterDownTimer));
+                }
+                out
+            }
+            sync::Command::Fault(Some(why)) => {
+                self.sync.fault = Some(why.clone());
+                match self.state {
+                    State::Backup | State::Master => self.change_state(now, State::Fault, Reason::SyncGroup { why }),
+                    State::Initialize | State::Fault => Vec::new(),
+                }
+            }
+            sync::Command::Fault(None) => {
+                if self.sync.fault.take().is_some() {
+                    let why = "sync group: no member in fault".to_string();
+                    self.leave_fault(now, Reason::SyncGroup { why })
+                } else {
+                    Vec::new()
+                }
+            }
+            sync::Command::Master(why) if self.state == State::Backup && self.sync.wants_master => {
+                self.change_state(now, State::Master, Reason::SyncGroup { why })
+            }
+            sync::Command::Backup(why) if self.state == State::Master => {
+                self.change_state(now, State::Backup, Reason::SyncGroup { why })
+            }
+            sync::Command::Master(_) | sync::Command::Backup(_) => Vec::new(),
+        }
+    }
+
     /// Performs every transition: VIPs, announcements, timers, the state
     /// change action. The only writer of `self.state`.
     fn change_state(&mut self, now: Instant, to: State, reason: Reason) -> Vec<Action> {
@@ -670,6 +746,7 @@ impl Router {
         // A handover cut short by another transition (link down, fault...).
         let cut = self.handover.take().map(|h| h.outcome(now, to != State::Master));
         self.advert_timer = None;
+        self.sync.wants_master = false;
         self.lower_prio_announced_at = None;
         self.master_down_timer = None;
         self.garp_timer = None;
@@ -701,6 +778,11 @@ impl Router {
             }
             State::Backup => {
                 if from == State::Master {
+                    // Sent back by the sync group: priority 0, so the peer's
+                    // member takes over after Skew_Time with the others.
+                    if matches!(reason, Reason::SyncGroup { .. }) {
+                        out.push(self.advert(0));
+                    }
                     // SM10 / SM13: a backup never holds the VIPs.
                     out.push(Action::RemoveVips(self.cfg.vips.clone()));
                 } else {
@@ -718,7 +800,7 @@ impl Router {
                     // A tracker failed but the link and source are fine: leave
                     // with priority 0 (as keepalived does) so a backup takes
                     // over after Skew_Time instead of Master_Down_Interval.
-                    if matches!(reason, Reason::TrackFault { .. }) {
+                    if matches!(reason, Reason::TrackFault { .. } | Reason::SyncGroup { .. }) {
                         out.push(self.advert(0));
                     }
                     out.push(Action::RemoveVips(self.cfg.vips.clone()));

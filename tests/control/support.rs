@@ -115,6 +115,7 @@ pub fn sample_status() -> Status {
         vip_remove_failures: 0,
         vip_last_error: None,
         trackers: Vec::new(),
+        sync_group: None,
         router: RouterStatus {
             name: "VI_1".into(),
             vrid: 51,
@@ -156,6 +157,7 @@ pub fn sample_status() -> Status {
         vip_remove_failures: 1,
         vip_last_error: Some("add 2001:db8::100/64 on eth1: No such device (os error 19)".into()),
         trackers: Vec::new(),
+        sync_group: None,
         router: RouterStatus {
             name: "VI_6".into(),
             vrid: 52,
