@@ -1,0 +1,181 @@
+//! The TOML the importer writes: tables of keys, lists and comments, kept in
+//! the order of the keepalived file so each comment sits where its
+//! directive was.
+
+/// A rendered TOML value (`"x"`, `5`, `true`, `{ a = 1 }`).
+pub type Val = String;
+
+/// A TOML string literal.
+pub fn s(v: &str) -> Val {
+    toml::Value::String(v.to_string()).to_string()
+}
+
+/// A TOML key: bare if it can be, else quoted.
+pub fn key(k: &str) -> String {
+    if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        k.to_string()
+    } else {
+        s(k)
+    }
+}
+
+/// An inline table from (key, value) pairs.
+pub fn inline(pairs: &[(&str, Val)]) -> Val {
+    let inner: Vec<String> = pairs.iter().map(|(k, v)| format!("{} = {v}", key(k))).collect();
+    format!("{{ {} }}", inner.join(", "))
+}
+
+/// A one-line array.
+pub fn array(items: &[Val]) -> Val {
+    format!("[{}]", items.join(", "))
+}
+
+/// A number of seconds as keepalived writes it ("1", "0.5"): a TOML number.
+pub fn secs(v: f64) -> Val {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Table {
+    /// Dotted header without brackets; empty = no header (a comment block).
+    pub header: String,
+    /// Comment lines above the header.
+    pub lead: Vec<String>,
+    pub entries: Vec<Entry>,
+}
+
+#[derive(Clone, Debug)]
+pub enum Entry {
+    /// `key = value  # comment`
+    Kv {
+        key: String,
+        val: Val,
+        comment: Option<String>,
+    },
+    /// A comment line.
+    Comment(String),
+    /// A multi-line array: each element with its comment, or a comment line.
+    List { key: String, items: Vec<Item> },
+}
+
+#[derive(Clone, Debug)]
+pub enum Item {
+    Val(Val, Option<String>),
+    Comment(String),
+}
+
+impl Table {
+    pub fn new(header: impl Into<String>) -> Table {
+        Table {
+            header: header.into(),
+            ..Table::default()
+        }
+    }
+    pub fn kv(&mut self, k: &str, v: Val) {
+        self.entries.push(Entry::Kv {
+            key: k.to_string(),
+            val: v,
+            comment: None,
+        });
+    }
+    pub fn kv_c(&mut self, k: &str, v: Val, c: impl Into<String>) {
+        self.entries.push(Entry::Kv {
+            key: k.to_string(),
+            val: v,
+            comment: Some(c.into()),
+        });
+    }
+    pub fn comment(&mut self, c: impl Into<String>) {
+        self.entries.push(Entry::Comment(c.into()));
+    }
+    pub fn has(&self, k: &str) -> bool {
+        self.entries.iter().any(|e| match e {
+            Entry::Kv { key, .. } | Entry::List { key, .. } => key == k,
+            Entry::Comment(_) => false,
+        })
+    }
+    /// Append to list `k` (created at this point if new).
+    pub fn push_item(&mut self, k: &str, item: Item) {
+        for e in self.entries.iter_mut() {
+            if let Entry::List { key, items } = e {
+                if key == k {
+                    items.push(item);
+                    return;
+                }
+            }
+        }
+        self.entries.push(Entry::List {
+            key: k.to_string(),
+            items: vec![item],
+        });
+    }
+}
+
+fn comment_lines(out: &mut String, indent: &str, c: &str) {
+    for l in c.lines() {
+        out.push_str(indent);
+        out.push_str("# ");
+        out.push_str(l);
+        out.push('\n');
+    }
+}
+
+/// The whole file.
+pub fn render(head: &[String], tables: &[Table]) -> String {
+    let mut o = String::new();
+    for h in head {
+        comment_lines(&mut o, "", h);
+    }
+    for t in tables {
+        o.push('\n');
+        for l in &t.lead {
+            comment_lines(&mut o, "", l);
+        }
+        if !t.header.is_empty() {
+            o.push_str(&format!("[{}]\n", t.header));
+        }
+        for e in &t.entries {
+            match e {
+                Entry::Kv { key: k, val, comment } => {
+                    o.push_str(&format!("{} = {val}", key(k)));
+                    if let Some(c) = comment {
+                        let mut first = c.lines();
+                        o.push_str(&format!("  # {}", first.next().unwrap_or("")));
+                        o.push('\n');
+                        for l in first {
+                            comment_lines(&mut o, "", l);
+                        }
+                    } else {
+                        o.push('\n');
+                    }
+                }
+                Entry::Comment(c) => comment_lines(&mut o, "", c),
+                Entry::List { key: k, items } => {
+                    if items.iter().all(|i| matches!(i, Item::Comment(_))) {
+                        // Nothing converted: keep only the comments.
+                        for i in items {
+                            if let Item::Comment(c) = i {
+                                comment_lines(&mut o, "", c);
+                            }
+                        }
+                        continue;
+                    }
+                    o.push_str(&format!("{} = [\n", key(k)));
+                    for i in items {
+                        match i {
+                            Item::Val(v, None) => o.push_str(&format!("  {v},\n")),
+                            Item::Val(v, Some(c)) => o.push_str(&format!("  {v},  # {c}\n")),
+                            Item::Comment(c) => comment_lines(&mut o, "  ", c),
+                        }
+                    }
+                    o.push_str("]\n");
+                }
+            }
+        }
+    }
+    o
+}
