@@ -644,8 +644,8 @@ impl Cv {
                 let opt = l.words[w].as_str();
                 let val = l.arg(w + 1);
                 match (opt, val) {
-                    ("dev", Some(d)) if Some(d) == i.interface.as_deref() => {}
-                    ("scope", Some("global")) => {}
+                    ("dev", Some(d)) if Some(d) == i.interface.as_deref() => w += 1,
+                    ("scope", Some("global")) => w += 1,
                     (
                         "dev" | "label" | "scope" | "brd" | "broadcast" | "preferred_lft" | "track_group" | "peer",
                         Some(v),

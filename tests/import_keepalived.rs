@@ -1,0 +1,636 @@
+//! `vipctl import-keepalived`: keepalived's own samples convert and pass
+//! `vipd --check`; each directive's conversion; include/glob/macro/conditional
+//! reading; exit statuses; and a converted config failing over in namespaces.
+#![allow(non_snake_case)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use common::{netns_lock, poll_until, run, sh, Lab};
+use vipd::keepalived::{import_text, vipd_has, Kind};
+
+const VIPD: &str = env!("CARGO_BIN_EXE_vipd");
+const VIPCTL: &str = env!("CARGO_BIN_EXE_vipctl");
+const SAMPLES: &str = "/usr/share/doc/keepalived/samples";
+
+/// A fresh temporary directory for one test.
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("vipd-import-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("mkdir");
+    d
+}
+
+fn import(args: &[&str]) -> Output {
+    Command::new(VIPCTL)
+        .arg("import-keepalived")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run vipctl")
+}
+
+fn vipd_check(path: &Path) -> Output {
+    Command::new(VIPD)
+        .args(["--check", "-c"])
+        .arg(path)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run vipd")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The converted TOML of `conf` without the two header lines, and whether
+/// something was not converted.
+fn conv(conf: &str) -> (String, bool) {
+    let imp = import_text(conf, "k.conf", Path::new("/nonexistent"), "node1").expect("parses");
+    let body: Vec<&str> = imp.toml.lines().skip(2).collect();
+    (body.join("\n").trim().to_string() + "\n", imp.incomplete())
+}
+
+/// A full instance around `extra` keepalived lines.
+fn inst(extra: &str) -> String {
+    format!(
+        "vrrp_instance VI_1 {{\n interface eth0\n virtual_router_id 51\n priority 100\n virtual_ipaddress {{\n  192.0.2.100/24\n }}\n{extra}\n}}\n"
+    )
+}
+
+/// The instance's TOML around `extra` (the lines the directive converts to).
+fn inst_toml(extra: &str) -> String {
+    format!(
+        "[vrrp_instance.VI_1]\nversion = 2  # keepalived's default (vipd's is 3)\ninterface = \"eth0\"\nvirtual_router_id = 51\npriority = 100\nvirtual_ipaddress = [\n  \"192.0.2.100/24\",\n]\n{extra}"
+    )
+}
+
+/// The converted text must also be a configuration vipd accepts.
+fn assert_vipd_accepts(toml: &str) {
+    if let Err(e) = vipd::config::parse(toml, "converted.toml") {
+        panic!("vipd refuses the converted config: {e}\n{toml}");
+    }
+}
+
+#[test]
+fn every_keepalived_sample_converts_and_passes_vipd_check() {
+    let dir = Path::new(SAMPLES);
+    let mut samples: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{SAMPLES}: {e} (scripts/deps installs keepalived, which ships them)"))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("keepalived.conf."))
+        })
+        .collect();
+    samples.sort();
+    assert!(
+        samples.len() >= 20,
+        "expected keepalived's samples, found {}",
+        samples.len()
+    );
+    let out_dir = tmpdir("samples");
+    for s in &samples {
+        // conditional_conf is written for `-i high` and `-i low`: try both.
+        for id in ["high", "low"] {
+            let name = format!("{}.{id}.toml", s.file_name().unwrap().to_string_lossy());
+            let out = out_dir.join(name);
+            let r = import(&["-i", id, "-o", out.to_str().unwrap(), s.to_str().unwrap()]);
+            let code = r.status.code();
+            assert!(
+                code == Some(0) || code == Some(3),
+                "{}: exit {code:?}\n{}",
+                s.display(),
+                text(&r.stderr)
+            );
+            // Exit 3 lists on stderr what the comments in the file say.
+            let listed = text(&r.stderr).matches(": not converted: ").count();
+            let commented = std::fs::read_to_string(&out).unwrap().matches("not converted").count();
+            assert_eq!(code == Some(3), listed > 0, "{}: {}", s.display(), text(&r.stderr));
+            assert!(
+                commented >= 1 || listed == 0,
+                "{}: stderr lists what the file does not mark",
+                s.display()
+            );
+            let c = vipd_check(&out);
+            assert!(
+                c.status.success(),
+                "{}: vipd --check refuses the conversion: {}\n{}",
+                s.display(),
+                text(&c.stderr),
+                std::fs::read_to_string(&out).unwrap_or_default()
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&out_dir);
+}
+
+#[test]
+fn global_defs_router_id_and_what_is_not_converted() {
+    let (t, nc) = conv("global_defs {\n router_id lb1\n smtp_server 192.0.2.9\n vrrp_version 3\n}\n");
+    assert!(nc);
+    assert!(t.starts_with("[global]\n"), "{t}");
+    assert!(t.contains("router_id = \"lb1\"\n"), "{t}");
+    assert!(
+        t.contains("# not converted: smtp_server 192.0.2.9: vipd sends no e-mail"),
+        "{t}"
+    );
+    // vrrp_version becomes each instance's version.
+    let (t, _) = conv(&format!("global_defs {{\n vrrp_version 3\n}}\n{}", inst("")));
+    assert!(t.contains("version = 3  # global_defs vrrp_version\n"), "{t}");
+    assert_vipd_accepts(&t);
+}
+
+#[test]
+fn instance_basic_keys_round_trip() {
+    let (t, nc) = conv(&inst(
+        " advert_int 2\n nopreempt\n preempt_delay 30\n garp_master_delay 10\n garp_master_repeat 3\n state BACKUP",
+    ));
+    assert!(!nc, "{t}");
+    assert_eq!(
+        t,
+        inst_toml(
+            "advert_int = 2\nnopreempt = true\npreempt_delay = 30\ngarp_master_delay = 10\ngarp_master_repeat = 3\n# state BACKUP: vipd always starts as BACKUP\n"
+        )
+    );
+    assert_vipd_accepts(&t);
+}
+
+#[test]
+fn state_master_is_explained_and_without_priority_means_owner() {
+    let conf = "vrrp_instance VI_1 {\n state MASTER\n interface eth0\n virtual_router_id 7\n virtual_ipaddress {\n  192.0.2.1\n }\n}\n";
+    let (t, nc) = conv(conf);
+    assert!(!nc, "a note is not a failure to convert: {t}");
+    assert!(
+        t.contains("priority = 255  # keepalived: state MASTER without a priority is the address owner (255)"),
+        "{t}"
+    );
+    assert!(
+        t.contains("# state MASTER: keepalived's initial state. vipd elects by priority"),
+        "{t}"
+    );
+    assert_vipd_accepts(&t);
+}
+
+#[test]
+fn advert_int_is_rounded_to_what_the_version_carries() {
+    let (t, _) = conv(&inst(" advert_int 0.5"));
+    assert!(
+        t.contains("advert_int = 1  # keepalived: 0.5; rounded to whole seconds in VRRPv2"),
+        "{t}"
+    );
+    let (t, _) = conv(&inst(" version 3\n advert_int 0.125"));
+    assert!(
+        t.contains("advert_int = 0.13  # keepalived: 0.125; rounded to 10 ms steps in VRRPv3"),
+        "{t}"
+    );
+    assert_vipd_accepts(&t);
+}
+
+#[test]
+fn authentication_pass_and_ah() {
+    let (t, nc) = conv(&inst(" authentication {\n  auth_type PASS\n  auth_pass secret\n }"));
+    assert!(!nc);
+    assert!(
+        t.contains("authentication = { auth_type = \"PASS\", auth_pass = \"secret\" }\n"),
+        "{t}"
+    );
+    assert_vipd_accepts(&t);
+    let (t, _) = conv(&inst(" authentication {\n  auth_type PASS\n  auth_pass 0123456789\n }"));
+    assert!(
+        t.contains("auth_pass = \"01234567\" }  # keepalived sends only the first 8 bytes"),
+        "{t}"
+    );
+    let (t, nc) = conv(&inst(" authentication {\n  auth_type AH\n  auth_pass x\n }"));
+    assert!(
+        nc && t.contains("# not converted: authentication { auth_type AH auth_pass x }: IPSEC-AH"),
+        "{t}"
+    );
+}
+
+#[test]
+fn virtual_ipaddress_options_ranges_and_families() {
+    let conf = "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 5\n virtual_ipaddress {\n  192.0.2.10/24 dev eth0 scope global\n  192.0.2.11/24 dev eth1 label eth1:1\n  192.0.2.20-22\n  2001:db8::1\n }\n}\n";
+    let (t, nc) = conv(conf);
+    assert!(nc);
+    let want = "virtual_ipaddress = [\n  \"192.0.2.10/24\",\n  \"192.0.2.11/24\",  # not converted: dev eth1 (vipd adds an instance's addresses to its interface); label eth1:1 (vipd adds addresses without a label)\n  \"192.0.2.20\",\n  \"192.0.2.21\",\n  \"192.0.2.22\",\n  # not converted: 2001:db8::1: one address family per instance";
+    assert!(t.contains(want), "{t}");
+    assert_vipd_accepts(&t);
+}
+
+#[test]
+fn unicast_and_track_interface() {
+    let (t, nc) = conv(&inst(
+        " unicast_src_ip 192.0.2.1\n unicast_peer {\n  192.0.2.2\n  192.0.2.3 min_ttl 255\n }\n track_interface {\n  eth1\n  eth2 weight -20\n }",
+    ));
+    assert!(nc, "min_ttl is not converted");
+    assert!(t.contains("unicast_src_ip = \"192.0.2.1\"\nunicast_peer = [\n  \"192.0.2.2\",\n  \"192.0.2.3\",  # not converted: min_ttl 255 (vipd has no per-peer TTL limits)\n]\n"), "{t}");
+    assert!(
+        t.contains("track_interface = [\n  { interface = \"eth1\" },\n  { interface = \"eth2\", weight = -20 },\n]\n"),
+        "{t}"
+    );
+    assert_vipd_accepts(&t);
+}
+
+#[test]
+fn vrrp_script_and_track_script() {
+    let conf = format!(
+        "vrrp_script chk {{\n script \"/usr/bin/pgrep haproxy\"\n interval 2\n weight -20\n fall 2\n rise 1\n}}\n{}",
+        inst(" track_script {\n  chk\n }")
+    );
+    let (t, nc) = conv(&conf);
+    if vipd_has::TRACK_SCRIPT {
+        assert!(!nc, "{t}");
+        assert!(t.contains("[vrrp_script.chk]\nscript = \"/usr/bin/pgrep haproxy\"\ninterval = 2\nweight = -20\nfall = 2\nrise = 1\n"), "{t}");
+        assert!(t.contains("track_script = [\n  { name = \"chk\" },\n]\n"), "{t}");
+        assert_vipd_accepts(&t);
+    } else {
+        assert!(nc);
+        assert!(t.contains("# not converted (vipd does not support vrrp_script yet): vrrp_script chk { script \"/usr/bin/pgrep haproxy\" interval 2 weight -20 fall 2 rise 1 }"), "{t}");
+        assert!(
+            t.contains("# not converted (vipd does not support track_script yet): track_script { chk }"),
+            "{t}"
+        );
+    }
+}
+
+#[test]
+fn notify_scripts() {
+    let (t, nc) = conv(&inst(" notify /etc/vipd/notify.sh"));
+    assert!(!nc && t.contains("notify = \"/etc/vipd/notify.sh\"\n"), "{t}");
+    assert_vipd_accepts(&t);
+    let (t, nc) = conv(&inst(" notify_master \"/usr/local/bin/vrrp.sh MASTER\""));
+    if vipd_has::NOTIFY_STATES {
+        assert!(
+            !nc && t.contains("notify_master = \"/usr/local/bin/vrrp.sh MASTER\"\n"),
+            "{t}"
+        );
+        assert_vipd_accepts(&t);
+    } else {
+        assert!(nc && t.contains("# not converted (vipd does not support notify_master yet): notify_master \"/usr/local/bin/vrrp.sh MASTER\""), "{t}");
+    }
+    let (t, nc) = conv(&inst(" notify \"/bin/n.sh arg\""));
+    assert!(nc || vipd_has::NOTIFY_ARGS, "{t}");
+}
+
+#[test]
+fn vmac_garp_refresh_and_sync_groups_follow_vipd_support() {
+    let cases = [
+        (vipd_has::USE_VMAC, " use_vmac", "use_vmac = true\n", "use_vmac"),
+        (
+            vipd_has::GARP_REFRESH,
+            " garp_master_refresh 60",
+            "garp_master_refresh = 60\n",
+            "garp_master_refresh",
+        ),
+    ];
+    for (on, line, want, what) in cases {
+        let (t, nc) = conv(&inst(line));
+        if on {
+            assert!(!nc && t.contains(want), "{t}");
+            assert_vipd_accepts(&t);
+        } else {
+            assert!(
+                nc && t.contains(&format!("# not converted (vipd does not support {what} yet)")),
+                "{t}"
+            );
+        }
+    }
+    let (t, nc) = conv(&format!(
+        "{}vrrp_sync_group G {{\n group {{\n  VI_1\n }}\n}}\n",
+        inst("")
+    ));
+    if vipd_has::SYNC_GROUP {
+        assert!(!nc && t.contains("[vrrp_sync_group.G]\ngroup = [\"VI_1\"]\n"), "{t}");
+        assert_vipd_accepts(&t);
+    } else {
+        assert!(
+            nc && t.contains(
+                "# not converted (vipd does not support vrrp_sync_group yet): vrrp_sync_group G { group { VI_1 } }"
+            ),
+            "{t}"
+        );
+    }
+}
+
+#[test]
+fn virtual_server_tcp_check_scheduler_and_vip_tie() {
+    let conf = format!(
+        "{}virtual_server 192.0.2.100 80 {{\n delay_loop 5\n lb_algo wlc\n lb_kind NAT\n protocol TCP\n sorry_server 198.51.100.9 80\n real_server 198.51.100.1 80 {{\n  weight 2\n  TCP_CHECK {{\n   connect_timeout 2\n   retry 2\n  }}\n }}\n real_server 198.51.100.2 80 {{\n  weight 1\n  TCP_CHECK {{\n   connect_timeout 2\n   retry 2\n  }}\n }}\n}}\n",
+        inst("")
+    );
+    let (t, nc) = conv(&conf);
+    assert!(!nc, "{t}");
+    let want = "[virtual_server.vs_192_0_2_100_80]
+listen = \"192.0.2.100:80\"
+protocol = \"tcp\"
+vrrp_instance = \"VI_1\"  # 192.0.2.100 is a VIP of VI_1: serve while it is master (keepalived's IPVS rules stay loaded, the VIP moves)
+lb_algo = \"lc\"  # wlc: vipd's lc weighs least connections by weight
+# lb_kind NAT: vipd proxies in user space; backends see vipd's address as the client's (no route back through the director needed)
+check = { type = \"tcp\", interval = 5, timeout = 2, rise = 1, fall = 3 }  # keepalived: delay_loop = interval, connect_timeout = timeout, retry + 1 = fall, up after one success
+real_server = [
+  { address = \"198.51.100.9:80\", backup = true },  # sorry_server: a backup used while every other backend is down
+  { address = \"198.51.100.1:80\", weight = 2 },
+  { address = \"198.51.100.2:80\", weight = 1 },
+]
+";
+    assert!(t.ends_with(want), "{t}");
+    assert_vipd_accepts(&t);
+}
+
+#[test]
+fn schedulers_map_to_vipd_algorithms() {
+    for (ka, vipd) in [
+        ("rr", "rr"),
+        ("wrr", "wrr"),
+        ("lc", "lc"),
+        ("wlc", "lc"),
+        ("sh", "sh"),
+        ("mh", "maglev"),
+    ] {
+        let (t, nc) = conv(&format!(
+            "virtual_server 192.0.2.1 80 {{\n lvs_sched {ka}\n real_server 198.51.100.1 80 {{\n }}\n}}\n"
+        ));
+        assert!(!nc, "{t}");
+        assert!(t.contains(&format!("lb_algo = \"{vipd}\"")), "{ka}: {t}");
+        assert_vipd_accepts(&t);
+    }
+    let (t, nc) =
+        conv("virtual_server 192.0.2.1 80 {\n lb_algo lblc\n lb_kind DR\n real_server 198.51.100.1 80 {\n }\n}\n");
+    assert!(nc);
+    assert!(
+        t.contains("# not converted: lb_algo lblc: vipd has rr, wrr, lc (weighted), sh and maglev"),
+        "{t}"
+    );
+    assert!(
+        t.contains("# not converted: lb_kind DR: vipd proxies in user space"),
+        "{t}"
+    );
+    assert_vipd_accepts(&t);
+}
+
+#[test]
+fn http_ssl_and_misc_checks() {
+    let http = "virtual_server 192.0.2.1 8080 {\n virtualhost www.example.org\n real_server 198.51.100.1 8080 {\n  HTTP_GET {\n   url {\n    path /health\n    status_code 200-399\n   }\n   connect_port 8081\n   connect_timeout 3\n  }\n }\n}\n";
+    let (t, nc) = conv(http);
+    assert!(!nc, "{t}");
+    assert!(t.contains("check = { type = \"http\", port = 8081, path = \"/health\", expect_status = [200, 399], host = \"www.example.org\", interval = 60, timeout = 3, rise = 1, fall = 2 }"), "{t}");
+    assert_vipd_accepts(&t);
+    let (t, nc) = conv(&http.replace("HTTP_GET", "SSL_GET"));
+    assert!(nc);
+    assert!(
+        t.contains("check = { type = \"tcp\", port = 8081, interval = 60"),
+        "{t}"
+    );
+    assert!(t.contains("# not converted: SSL_GET: vipd's checks have no TLS"), "{t}");
+    assert_vipd_accepts(&t);
+    let misc = "virtual_server 192.0.2.1 53 {\n protocol UDP\n delay_loop 10\n real_server 198.51.100.1 53 {\n  MISC_CHECK {\n   misc_path \"/usr/local/bin/check_dns 198.51.100.1\"\n   misc_timeout 4\n  }\n }\n}\n";
+    let (t, nc) = conv(misc);
+    assert!(!nc, "{t}");
+    assert!(
+        t.contains("[virtual_server.vs_192_0_2_1_53_udp]\nlisten = \"192.0.2.1:53\"\nprotocol = \"udp\"\n"),
+        "{t}"
+    );
+    assert!(t.contains("check = { type = \"exec\", command = [\"/usr/local/bin/check_dns\", \"198.51.100.1\"], interval = 10, timeout = 4, rise = 1, fall = 1 }"), "{t}");
+    assert_vipd_accepts(&t);
+}
+
+#[test]
+fn ipvs_only_services_are_refused_with_a_reason() {
+    let (t, nc) = conv("virtual_server fwmark 1 {\n real_server 198.51.100.1 80 {\n }\n}\nstatic_ipaddress {\n 192.0.2.5 dev eth0\n}\n");
+    assert!(nc);
+    assert!(t.contains("# not converted: virtual_server fwmark 1 { real_server 198.51.100.1 80 { } }: fwmark services are IPVS-only"), "{t}");
+    assert!(
+        t.contains("# not converted: static_ipaddress { 192.0.2.5 dev eth0 }: vipd manages only virtual addresses"),
+        "{t}"
+    );
+    assert_vipd_accepts(&t);
+}
+
+#[test]
+fn include_globs_relative_to_the_including_file() {
+    let d = tmpdir("incl");
+    std::fs::create_dir_all(d.join("conf.d/sub")).unwrap();
+    std::fs::write(
+        d.join("keepalived.conf"),
+        "global_defs {\n router_id main\n}\ninclude conf.d/*.conf\ninclude missing/*.conf\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("conf.d/b.conf"),
+        inst("")
+            .replace("VI_1", "VI_B")
+            .replace("192.0.2.100", "192.0.2.102")
+            .replace(" 51", " 52"),
+    )
+    .unwrap();
+    // a.conf includes a path relative to itself (conf.d/), not to keepalived.conf.
+    std::fs::write(d.join("conf.d/a.conf"), "include sub/{x,y}.inc\n").unwrap();
+    std::fs::write(d.join("conf.d/sub/x.inc"), inst("")).unwrap();
+    std::fs::write(d.join("conf.d/ignored.txt"), "garbage {\n").unwrap();
+    let out = d.join("out.toml");
+    let r = import(&["-o", out.to_str().unwrap(), d.join("keepalived.conf").to_str().unwrap()]);
+    let t = std::fs::read_to_string(&out).unwrap();
+    // missing/ matches nothing: listed, like keepalived's log line (sub/y.inc
+    // missing is fine: the glob matched sub/x.inc).
+    assert_eq!(r.status.code(), Some(3), "{}", text(&r.stderr));
+    assert!(text(&r.stderr).contains("no file matched"), "{}", text(&r.stderr));
+    let a = t.find("[vrrp_instance.VI_1]").expect("x.inc via a.conf");
+    let b = t.find("[vrrp_instance.VI_B]").expect("b.conf");
+    assert!(a < b, "files are read in sorted order: {t}");
+    assert!(vipd_check(&out).status.success());
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn macros_and_conditionals_as_keepalived_expands_them() {
+    let conf = "$IF=eth0\n$VIP=192.0.2.100\n$ADDRS= \\\n  ${VIP}/24 \\\n  192.0.2.101/24\n@node1 $PRIO=150\n@^node1 $PRIO=100\nvrrp_instance VI_1 {\n interface $IF\n virtual_router_id 51\n priority $PRIO\n virtual_ipaddress {\n  $ADDRS\n }\n@node2 nopreempt\n}\n";
+    let d = tmpdir("macro");
+    let f = d.join("k.conf");
+    std::fs::write(&f, conf).unwrap();
+    for (id, prio, nopreempt) in [("node1", 150, false), ("node2", 100, true)] {
+        let r = import(&["--config-id", id, f.to_str().unwrap()]);
+        assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+        let t = text(&r.stdout);
+        assert!(t.contains("interface = \"eth0\"\n"), "{t}");
+        assert!(t.contains(&format!("priority = {prio}\n")), "{id}: {t}");
+        assert!(
+            t.contains("virtual_ipaddress = [\n  \"192.0.2.100/24\",\n  \"192.0.2.101/24\",\n]"),
+            "{t}"
+        );
+        assert_eq!(t.contains("nopreempt = true"), nopreempt, "{id}: {t}");
+        assert_vipd_accepts(&t);
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn exit_status_is_0_3_or_1_and_parse_errors_name_file_and_line() {
+    let d = tmpdir("exit");
+    let ok = d.join("ok.conf");
+    std::fs::write(&ok, inst("")).unwrap();
+    let r = import(&[ok.to_str().unwrap()]);
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+    assert!(r.stderr.is_empty(), "{}", text(&r.stderr));
+    let partial = d.join("partial.conf");
+    std::fs::write(&partial, inst(" smtp_alert")).unwrap();
+    let r = import(&[partial.to_str().unwrap()]);
+    assert_eq!(r.status.code(), Some(3));
+    let err = text(&r.stderr);
+    assert!(
+        err.contains(&format!(
+            "{}:8: not converted: smtp_alert: vipd sends no e-mail",
+            partial.display()
+        )),
+        "{err}"
+    );
+    assert!(text(&r.stdout).contains("# not converted: smtp_alert"));
+    for (body, line, msg) in [
+        (
+            "vrrp_instance VI_1 {\n interface eth0\n",
+            1,
+            "block 'vrrp_instance' is not closed",
+        ),
+        ("global_defs {\n}\n}\n", 3, "extra '}'"),
+        ("global_defs {\n router_id \"open\n}\n", 2, "unterminated quote"),
+    ] {
+        let bad = d.join("bad.conf");
+        std::fs::write(&bad, body).unwrap();
+        let out = d.join("never.toml");
+        let r = import(&["-o", out.to_str().unwrap(), bad.to_str().unwrap()]);
+        assert_eq!(r.status.code(), Some(1), "{body}");
+        assert!(
+            text(&r.stderr).contains(&format!("{}:{line}: {msg}", bad.display())),
+            "{}",
+            text(&r.stderr)
+        );
+        assert!(!out.exists(), "no output on a parse error");
+    }
+    let r = import(&[d.join("missing.conf").to_str().unwrap()]);
+    assert_eq!(r.status.code(), Some(1));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Notes (converted with a comment) are not failures; every finding is on
+/// stderr and in the file.
+#[test]
+fn findings_are_in_file_order() {
+    let imp = import_text(
+        &inst(" smtp_alert\n state MASTER\n debug"),
+        "k.conf",
+        Path::new("/"),
+        "h",
+    )
+    .unwrap();
+    let kinds: Vec<(usize, Kind)> = imp.findings.iter().map(|f| (f.loc.line, f.kind)).collect();
+    assert_eq!(
+        kinds,
+        [(8, Kind::NotConverted), (9, Kind::Note), (10, Kind::NotConverted)]
+    );
+}
+
+// ---- a converted config runs: failover when the tracked thing dies ----
+
+const VIP: &str = "192.0.2.100";
+
+/// One keepalived.conf for both nodes (`@fe1`/`@fe2` lines), converted per
+/// node with `-i`, run in two namespaces: fe1 is master; when what fe1
+/// tracks dies (a process with vrrp_script/track_script where vipd has it,
+/// else a link with track_interface), fe2 takes the VIP.
+#[test]
+fn converted_config_fails_over_when_the_tracked_thing_dies() {
+    let _g = netns_lock();
+    let mut lab = Lab::new("imp");
+    let ns1 = lab.add_host("fe1", &["192.0.2.1/24"]);
+    let ns2 = lab.add_host("fe2", &["192.0.2.2/24"]);
+    let script = vipd_has::TRACK_SCRIPT;
+    let pidfile = lab.dir.join("tracked.pid");
+    let (track_def, track_use) = if script {
+        lab.spawn("tracked", &ns1, &["sleep", "600"]);
+        let pid = lab.pid("tracked").expect("tracked pid");
+        std::fs::write(&pidfile, pid.to_string()).unwrap();
+        (
+            format!(
+                "vrrp_script chk_tracked {{\n script \"/bin/kill -0 {pid}\"\n interval 0.2\n fall 1\n rise 1\n}}\n"
+            ),
+            "track_script {\n  chk_tracked\n }\n".to_string(),
+        )
+    } else {
+        sh(&[
+            "ip", "-n", &ns1, "link", "add", "trk", "type", "veth", "peer", "name", "trkp",
+        ]);
+        sh(&["ip", "-n", &ns1, "link", "set", "trkp", "up"]);
+        sh(&["ip", "-n", &ns1, "link", "set", "trk", "up"]);
+        (String::new(), "@fe1 track_interface {\n@fe1  trk\n@fe1 }\n".to_string())
+    };
+    let conf = format!(
+        "! one file for both nodes\nglobal_defs {{\n@fe1 router_id fe1\n@fe2 router_id fe2\n}}\n{track_def}vrrp_instance VI_1 {{\n state BACKUP\n interface eth0\n virtual_router_id 51\n version 3\n advert_int 0.1\n@fe1 priority 150\n@fe2 priority 100\n virtual_ipaddress {{\n  {VIP}/24\n }}\n {track_use}}}\n"
+    );
+    let kconf = lab.dir.join("keepalived.conf");
+    std::fs::write(&kconf, conf).unwrap();
+    for node in ["fe1", "fe2"] {
+        let out = lab.dir.join(format!("{node}.toml"));
+        let r = import(&["-i", node, "-o", out.to_str().unwrap(), kconf.to_str().unwrap()]);
+        assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+        // Each vipd needs its own control socket in the shared /run.
+        let t = std::fs::read_to_string(&out).unwrap().replacen(
+            "[global]\n",
+            &format!(
+                "[global]\ncontrol_socket = \"{}\"\n",
+                lab.dir.join(format!("{node}.sock")).display()
+            ),
+            1,
+        );
+        std::fs::write(&out, t).unwrap();
+        assert!(vipd_check(&out).status.success());
+    }
+    for (node, ns) in [("fe1", &ns1), ("fe2", &ns2)] {
+        let cfg = lab.dir.join(format!("{node}.toml")).display().to_string();
+        lab.spawn(node, ns, &[VIPD, "-c", &cfg, "--log", "debug"]);
+    }
+    let holder = |lab: &Lab| -> Option<&'static str> {
+        match (lab.has_addr(&ns1, VIP), lab.has_addr(&ns2, VIP)) {
+            (true, false) => Some("fe1"),
+            (false, true) => Some("fe2"),
+            _ => None,
+        }
+    };
+    let wait = |lab: &Lab, who: &str| {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            poll_until(
+                &format!("{who} alone holds {VIP}"),
+                Duration::from_secs(15),
+                Duration::from_millis(20),
+                || (holder(lab) == Some(who)).then_some(()),
+            )
+        }));
+        if r.is_err() {
+            lab.dump_logs();
+            panic!("{who} never held {VIP} alone");
+        }
+    };
+    wait(&lab, "fe1");
+    if script {
+        lab.signal("tracked", libc::SIGKILL, Duration::from_secs(5));
+    } else {
+        sh(&["ip", "-n", &ns1, "link", "set", "trk", "down"]);
+    }
+    wait(&lab, "fe2");
+    let st = run(&[
+        "ip",
+        "netns",
+        "exec",
+        &ns1,
+        VIPCTL,
+        "--socket",
+        lab.dir.join("fe1.sock").to_str().unwrap(),
+        "status",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap_or_default();
+    assert_eq!(v["instances"][0]["state"], "fault", "{}", text(&st.stdout));
+}
