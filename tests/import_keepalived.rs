@@ -388,14 +388,14 @@ fn http_ssl_and_misc_checks() {
     );
     assert!(t.contains("# not converted: SSL_GET: vipd's checks have no TLS"), "{t}");
     assert_vipd_accepts(&t);
-    let misc = "virtual_server 192.0.2.1 53 {\n protocol UDP\n delay_loop 10\n real_server 198.51.100.1 53 {\n  MISC_CHECK {\n   misc_path \"/usr/local/bin/check_dns 198.51.100.1\"\n   misc_timeout 4\n  }\n }\n}\n";
+    let misc = "virtual_server 192.0.2.1 53 {\n protocol UDP\n delay_loop 10\n real_server 198.51.100.1 53 {\n  MISC_CHECK {\n   misc_path \"/usr/local/bin/check_dns 198.51.100.1\"\n   misc_timeout 4\n  }\n }\n real_server 198.51.100.2 53 {\n  MISC_CHECK {\n   misc_path \"/usr/local/bin/check_dns 198.51.100.2\"\n   misc_timeout 4\n  }\n }\n}\n";
     let (t, nc) = conv(misc);
     assert!(!nc, "{t}");
     assert!(
         t.contains("[virtual_server.vs_192_0_2_1_53_udp]\nlisten = \"192.0.2.1:53\"\nprotocol = \"udp\"\n"),
         "{t}"
     );
-    assert!(t.contains("check = { type = \"exec\", command = [\"/usr/local/bin/check_dns\", \"198.51.100.1\"], interval = 10, timeout = 4, rise = 1, fall = 1 }"), "{t}");
+    assert!(t.contains("check = { type = \"exec\", command = [\"/usr/local/bin/check_dns\", \"{ip}\"], interval = 10, timeout = 4, rise = 1, fall = 1 }"), "{t}");
     assert_vipd_accepts(&t);
 }
 
@@ -633,4 +633,24 @@ fn converted_config_fails_over_when_the_tracked_thing_dies() {
     ]);
     let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap_or_default();
     assert_eq!(v["instances"][0]["state"], "fault", "{}", text(&st.stdout));
+}
+
+#[test]
+fn ipv6_instances_run_vrrpv3_as_in_keepalived() {
+    let conf =
+        "vrrp_instance V6 {\n interface eth0\n virtual_router_id 9\n virtual_ipaddress {\n  2001:db8::100/64\n }\n}\n";
+    let (t, nc) = conv(conf);
+    assert!(!nc, "{t}");
+    assert!(
+        t.contains("version = 3  # keepalived runs IPv6 instances as VRRPv3\n"),
+        "{t}"
+    );
+    assert_vipd_accepts(&t);
+    let (t, _) = conv(&conf.replace(" interface eth0\n", " interface eth0\n version 2\n"));
+    assert!(
+        t.contains("version = 3  # keepalived runs IPv6 instances as VRRPv3\n"),
+        "{t}"
+    );
+    assert!(t.contains("# version 2: IPv6 needs VRRPv3"), "{t}");
+    assert_vipd_accepts(&t);
 }

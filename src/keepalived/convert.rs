@@ -460,8 +460,22 @@ impl Cv {
             .find(|c| c.key() == "version")
             .and_then(|c| int(c.arg(1)))
             .and_then(|v| u8::try_from(v).ok())
-            .or(self.vrrp_version)
-            .unwrap_or(2);
+            .or(self.vrrp_version);
+        // keepalived runs an IPv6 instance as VRRPv3 whatever the default.
+        let first_v6 = n
+            .children()
+            .iter()
+            .filter(|c| c.key() == "virtual_ipaddress")
+            .flat_map(|c| c.children())
+            .find_map(|l| vip_addrs(l.key()))
+            .is_some_and(|(a, _)| a.first().is_some_and(IpAddr::is_ipv6));
+        let explicit = version;
+        let version = match version {
+            Some(2) if first_v6 => 3,
+            Some(v) => v,
+            None if first_v6 => 3,
+            None => 2,
+        };
         let mut t = Table::new(header);
         if vname != name {
             t.lead.push(format!(
@@ -483,8 +497,10 @@ impl Cv {
                 i.t.kv_c("interface", s(ifc), "global_defs default_interface");
             }
         }
-        if !has("version") {
-            let why = if self.vrrp_version.is_some() {
+        if !has("version") || (first_v6 && explicit == Some(2)) {
+            let why = if first_v6 {
+                "keepalived runs IPv6 instances as VRRPv3"
+            } else if self.vrrp_version.is_some() {
                 "global_defs vrrp_version"
             } else {
                 "keepalived's default (vipd's is 3)"
@@ -567,6 +583,7 @@ impl Cv {
 
     fn i_version(&mut self, i: &mut Inst, n: &Node) {
         match int(n.arg(1)) {
+            Some(2) if i.version == 3 => i.t.comment("version 2: IPv6 needs VRRPv3 (keepalived switches too)"),
             Some(v @ (2 | 3)) => i.t.kv("version", v.to_string()),
             _ => self.nc(&mut i.t, n, "allowed 2 or 3"),
         }
@@ -1135,7 +1152,7 @@ impl Cv {
             n.arg(1).and_then(|a| a.parse::<IpAddr>().ok()),
             n.arg(2).and_then(|p| p.parse::<u16>().ok()),
         ) {
-            (Some(a), Some(p)) if p != 0 => sockaddr(a, p),
+            (Some(a), Some(p)) if p != 0 => std::net::SocketAddr::new(a, p),
             _ => {
                 let msg = format!("{}: vipd needs an IP address and a port", n.summary());
                 items.push(Item::Comment(format!("not converted: {msg}")));
@@ -1143,7 +1160,8 @@ impl Cv {
                 return None;
             }
         };
-        let port = n.arg(2).and_then(|p| p.parse::<u16>().ok()).unwrap_or(0);
+        let rs = addr;
+        let addr = rs.to_string();
         let timing = vs_timing(n, vs);
         let mut pairs = vec![("address", s(&addr))];
         let mut comments = Vec::new();
@@ -1163,7 +1181,7 @@ impl Cv {
                         ));
                         continue;
                     }
-                    let (d, mut notes) = self.checker(c, timing, port, host);
+                    let (d, mut notes) = self.checker(c, timing, rs, host);
                     comments.append(&mut notes);
                     check = d;
                 }
@@ -1209,7 +1227,7 @@ impl Cv {
         &mut self,
         n: &Node,
         outer: Timing,
-        rs_port: u16,
+        rs: std::net::SocketAddr,
         host: Option<&str>,
     ) -> (Option<CheckDesc>, Vec<String>) {
         let t = vs_timing(n, outer);
@@ -1230,7 +1248,7 @@ impl Cv {
             match c.key() {
                 "connect_timeout" | "delay_loop" | "retry" | "nb_get_retry" => {}
                 "connect_port" => match c.arg(1).and_then(|p| p.parse::<u16>().ok()) {
-                    Some(p) if p != rs_port => d.port = Some(p),
+                    Some(p) if p != rs.port() => d.port = Some(p),
                     Some(_) => {}
                     None => notes.push(self.nc_item(c, "not a port")),
                 },
@@ -1276,6 +1294,18 @@ impl Cv {
                         .map(|p| split_words(p, &c.loc).unwrap_or_default())
                         .unwrap_or_default();
                     if argv.first().is_some_and(|a| a.starts_with('/')) {
+                        // The real server's own address in the arguments becomes
+                        // vipd's placeholder, so one check serves every backend.
+                        let (ip, full) = (rs.ip().to_string(), rs.to_string());
+                        let argv = argv
+                            .iter()
+                            .enumerate()
+                            .map(|(i, a)| match a {
+                                a if i > 0 && *a == full => "{address}".to_string(),
+                                a if i > 0 && *a == ip => "{ip}".to_string(),
+                                a => a.clone(),
+                            })
+                            .collect();
                         d.command = Some(argv);
                     } else {
                         notes.push(self.nc_item(c, "vipd needs an absolute path"));
@@ -1307,6 +1337,10 @@ impl Cv {
                 ));
             }
             "MISC_CHECK" => {
+                // keepalived's misc_timeout defaults to delay_loop (connect_timeout is not used).
+                if !n.children().iter().any(|c| c.key() == "misc_timeout") {
+                    d.timeout = d.interval;
+                }
                 if d.command.is_none() {
                     notes.push(self.nc_item(n, "MISC_CHECK without misc_path"));
                     return (None, notes);
