@@ -654,3 +654,12 @@ fn ipv6_instances_run_vrrpv3_as_in_keepalived() {
     assert!(t.contains("# version 2: IPv6 needs VRRPv3"), "{t}");
     assert_vipd_accepts(&t);
 }
+
+#[test]
+fn a_virtual_server_without_usable_backends_is_not_converted() {
+    let (t, nc) = conv("virtual_server 192.0.2.1 80 {\n lb_algo rr\n real_server 198.51.100.1 0 {\n }\n}\n");
+    assert!(nc);
+    assert!(!t.contains("[virtual_server"), "{t}");
+    assert!(t.contains("# not converted: the virtual server itself"), "{t}");
+    assert_vipd_accepts(&t);
+}

@@ -1096,7 +1096,19 @@ impl Cv {
                 k => self.nc(&mut t, c, why(k)),
             }
         }
-        self.one_check(&mut t, &checks);
+        if !rs_items.iter().any(|i| matches!(i, Item::Val(..))) {
+            t.comment(format!(
+                "not converted: the virtual server itself ({}): no real_server vipd can use (it needs at least one)",
+                n.words.join(" ")
+            ));
+            t.header = String::new();
+            t.entries.retain(|e| matches!(e, Entry::Comment(_)));
+            self.headers.remove(&format!("virtual_server.{name}"));
+            self.nc_silent(n, "virtual_server without a usable real_server");
+            rs_items.retain(|i| matches!(i, Item::Comment(_)));
+        } else {
+            self.one_check(&mut t, &checks);
+        }
         t.entries.push(Entry::List {
             key: "real_server".into(),
             items: rs_items,
