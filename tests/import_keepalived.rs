@@ -663,3 +663,26 @@ fn a_virtual_server_without_usable_backends_is_not_converted() {
     assert!(t.contains("# not converted: the virtual server itself"), "{t}");
     assert_vipd_accepts(&t);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+    /// Any text, however broken, gives a conversion or a parse error, never a
+    /// panic; and a conversion is TOML that vipd's own parser reads as TOML.
+    #[test]
+    fn arbitrary_input_never_panics(
+        parts in proptest::collection::vec(proptest::sample::select(vec![
+            "vrrp_instance", "VI_1", "{", "}", "\n", " ", "\"", "#", "!", "$A=", "$A", "${A}", "@h ", "@^h ",
+            "~SEQ(i,1,3)", "$i", "include", "/nonexistent/*", "virtual_ipaddress", "192.0.2.1", "192.0.2.1-300",
+            "interface", "eth0", "virtual_router_id", "51", "priority", "-1", "state", "MASTER", "\\",
+            "virtual_server", "real_server", "80", "HTTP_GET", "url", "path", "é", "track_script",
+            "vrrp_script", "weight", "authentication", "auth_pass", "é\u{301}", "MISC_CHECK", "misc_path", "\u{1}", "\r", "\u{7f}", "\t",
+        ]), 0..60)
+    ) {
+        let text: String = parts.concat();
+        if let Ok(imp) = import_text(&text, "p.conf", Path::new("/nonexistent"), "h") {
+            if let Err(e) = imp.toml.parse::<toml::Table>() {
+                panic!("not TOML: {e}\n--- input\n{text}\n--- output\n{}", imp.toml);
+            }
+        }
+    }
+}

@@ -115,11 +115,18 @@ impl Table {
     }
 }
 
+/// Comment text TOML allows: control characters (but tab) become `?`.
+fn clean(l: &str) -> String {
+    l.chars()
+        .map(|c| if c.is_control() && c != '\t' { '?' } else { c })
+        .collect()
+}
+
 fn comment_lines(out: &mut String, indent: &str, c: &str) {
-    for l in c.lines() {
+    for l in c.split('\n') {
         out.push_str(indent);
         out.push_str("# ");
-        out.push_str(l);
+        out.push_str(&clean(l));
         out.push('\n');
     }
 }
@@ -143,8 +150,8 @@ pub fn render(head: &[String], tables: &[Table]) -> String {
                 Entry::Kv { key: k, val, comment } => {
                     o.push_str(&format!("{} = {val}", key(k)));
                     if let Some(c) = comment {
-                        let mut first = c.lines();
-                        o.push_str(&format!("  # {}", first.next().unwrap_or("")));
+                        let mut first = c.split('\n');
+                        o.push_str(&format!("  # {}", clean(first.next().unwrap_or(""))));
                         o.push('\n');
                         for l in first {
                             comment_lines(&mut o, "", l);
@@ -168,7 +175,7 @@ pub fn render(head: &[String], tables: &[Table]) -> String {
                     for i in items {
                         match i {
                             Item::Val(v, None) => o.push_str(&format!("  {v},\n")),
-                            Item::Val(v, Some(c)) => o.push_str(&format!("  {v},  # {c}\n")),
+                            Item::Val(v, Some(c)) => o.push_str(&format!("  {v},  # {}\n", clean(c))),
                             Item::Comment(c) => comment_lines(&mut o, "  ", c),
                         }
                     }

@@ -48,6 +48,9 @@ fn braces(p: &str) -> Vec<String> {
     cuts.push(close);
     let mut out = Vec::new();
     for w in cuts.windows(2) {
+        if out.len() >= MAX_ALTERNATIVES {
+            break;
+        }
         let alt = format!("{}{}{}", &p[..open], &p[w[0] + 1..w[1]], &p[close + 1..]);
         for e in braces(&alt) {
             if out.len() < MAX_ALTERNATIVES {

@@ -88,7 +88,7 @@ struct Def {
 const MAX_INCLUDE_DEPTH: usize = 32;
 const MAX_EXPANSIONS_PER_LINE: usize = 256;
 const MAX_SEQ_LINES: i64 = 100_000;
-const MAX_LINES: usize = 2_000_000;
+const MAX_LINES: usize = 1_000_000;
 
 struct Reader<'a> {
     config_id: &'a str,
@@ -181,7 +181,10 @@ impl Reader<'_> {
         while let Some((loc, raw, from_file)) = self.next_raw()? {
             self.produced += 1;
             if self.produced > MAX_LINES {
-                return Err(Self::err(&loc, "more than 2000000 lines after expansion"));
+                return Err(Self::err(
+                    &loc,
+                    "more than 1000000 lines after expansion (includes or definitions that repeat themselves?)",
+                ));
             }
             let line = if from_file {
                 decomment(&raw, &loc)?
@@ -422,8 +425,9 @@ impl Reader<'_> {
         if step == 0 || (start < end && step < 0) || (start > end && step > 0) || (hex && (start < 0 || end < 0)) {
             return Err(bad());
         }
+        let (start, step, end) = (i128::from(start), i128::from(step), i128::from(end));
         let n = (end - start) / step + 1;
-        if n > MAX_SEQ_LINES {
+        if n > i128::from(MAX_SEQ_LINES) {
             return Err(Self::err(loc, format!("~SEQ of {n} lines: at most {MAX_SEQ_LINES}")));
         }
         let mut v = start;
