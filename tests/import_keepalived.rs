@@ -686,3 +686,29 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn clashes_vipd_refuses_are_not_converted() {
+    // Same VRID on the same interface and family: the second instance.
+    let second = inst("").replace("VI_1", "VI_2").replace("192.0.2.100", "192.0.2.101");
+    let (t, nc) = conv(&format!("{}{second}", inst("")));
+    assert!(nc);
+    assert!(t.contains("# not converted: vrrp_instance VI_2 {"), "{t}");
+    assert!(t.contains("VRID 51 on eth0 is already vrrp_instance VI_1"), "{t}");
+    assert_vipd_accepts(&t);
+    // Every address already taken: the instance as a whole; a virtual
+    // server on the address is tied to the instance that holds it.
+    let dup = inst("").replace("VI_1", "VI_2").replace(" 51", " 52");
+    let vs = "virtual_server 192.0.2.100 80 {\n real_server 198.51.100.1 80 {\n }\n}\n";
+    let (t, nc) = conv(&format!("{vs}{}{dup}", inst("")));
+    assert!(nc);
+    assert!(t.contains("# not converted: vrrp_instance VI_2 as a whole"), "{t}");
+    assert!(t.contains("# not converted: 192.0.2.100: already a VIP of VI_1"), "{t}");
+    assert!(!t.contains("[vrrp_instance.VI_2]"), "{t}");
+    assert!(t.contains("vrrp_instance = \"VI_1\""), "{t}");
+    assert_vipd_accepts(&t);
+    // An instance that is not converted is not a virtual server's tie.
+    let (t, _) = conv(&format!("{vs}{}", inst("").replace(" interface eth0\n", "")));
+    assert!(!t.contains("vrrp_instance = "), "{t}");
+    assert_vipd_accepts(&t);
+}

@@ -63,12 +63,13 @@ struct Cv {
     vrrp_version: Option<u8>,
     default_interface: Option<String>,
     garp_defaults: Vec<(String, Val)>,
-    /// Each instance's vipd name and VIPs (a virtual server on a VIP is tied to it).
-    instances: Vec<(String, Vec<IpAddr>)>,
+    /// Converted instances: interface, VRID, IPv4?, vipd name (one VRID per interface and family).
+    vrids: Vec<(String, i64, bool, String)>,
     /// keepalived instance name → vipd name (renamed if vipd refuses the name).
     renamed: Vec<(String, String)>,
     headers: HashSet<String>,
-    /// VIPs converted so far and the instance table holding each.
+    /// VIPs converted so far and the (vipd) instance holding each; a
+    /// virtual server on one of them is tied to that instance.
     vips_taken: Vec<(IpAddr, String)>,
 }
 
@@ -81,7 +82,7 @@ pub fn convert(nodes: &[Node]) -> Output {
         vrrp_version: None,
         default_interface: None,
         garp_defaults: Vec::new(),
-        instances: Vec::new(),
+        vrids: Vec::new(),
         renamed: Vec::new(),
         headers: HashSet::new(),
         vips_taken: Vec::new(),
@@ -93,7 +94,11 @@ pub fn convert(nodes: &[Node]) -> Output {
     for n in nodes.iter().filter(|n| n.key() == "vrrp_instance") {
         cv.pre_instance(n);
     }
-    for n in nodes {
+    // Virtual servers last: they are tied to the instances converted before.
+    for n in nodes.iter().filter(|n| n.key() != "virtual_server") {
+        cv.top(n);
+    }
+    for n in nodes.iter().filter(|n| n.key() == "virtual_server") {
         cv.top(n);
     }
     let mut tables = Vec::new();
@@ -190,8 +195,8 @@ fn timer(w: Option<&str>) -> Option<f64> {
 
 /// The state of one instance while it converts.
 struct Inst {
-    /// The table header (`vrrp_instance.NAME`).
-    header: String,
+    /// The vipd instance name.
+    vname: String,
     t: Table,
     version: u8,
     interface: Option<String>,
@@ -303,12 +308,9 @@ impl Cv {
         self.not_yet(&mut t, n, what);
         self.tables.push(t);
     }
-    /// The instance that already holds VIP `a` (`this` itself if listed twice).
-    fn vip_owner(&self, a: IpAddr, _this: &str) -> Option<String> {
-        self.vips_taken
-            .iter()
-            .find(|(x, _)| *x == a)
-            .map(|(_, h)| h.trim_start_matches("vrrp_instance.").to_string())
+    /// The (vipd) instance that already holds VIP `a`.
+    fn vip_owner(&self, a: IpAddr) -> Option<String> {
+        self.vips_taken.iter().find(|(x, _)| *x == a).map(|(_, h)| h.clone())
     }
     /// A header not used before (TOML forbids a table twice).
     fn claim(&mut self, header: &str) -> bool {
@@ -395,7 +397,7 @@ impl Cv {
 
     // ---- vrrp_instance ----
 
-    /// First pass: names and VIPs, for sync groups and virtual servers.
+    /// First pass: names, for sync groups.
     fn pre_instance(&mut self, n: &Node) {
         let Some(name) = n.arg(1) else { return };
         let vname = if vipd_name_ok(name) {
@@ -403,16 +405,7 @@ impl Cv {
         } else {
             sanitize(name)
         };
-        self.renamed.push((name.to_string(), vname.clone()));
-        let mut vips = Vec::new();
-        for c in n.children().iter().filter(|c| c.key() == "virtual_ipaddress") {
-            for l in c.children() {
-                if let Some(a) = vip_addrs(l.key()) {
-                    vips.extend(a.0.iter().copied());
-                }
-            }
-        }
-        self.instances.push((vname, vips));
+        self.renamed.push((name.to_string(), vname));
     }
 
     fn vipd_instance_name(&self, k: &str) -> String {
@@ -469,6 +462,24 @@ impl Cv {
             .flat_map(|c| c.children())
             .find_map(|l| vip_addrs(l.key()))
             .is_some_and(|(a, _)| a.first().is_some_and(IpAddr::is_ipv6));
+        let vrid = n
+            .children()
+            .iter()
+            .find(|c| c.key() == "virtual_router_id")
+            .and_then(|c| int(c.arg(1)))
+            .unwrap_or(0);
+        let ifc = interface.clone().unwrap_or_default();
+        if let Some((.., other)) = self
+            .vrids
+            .iter()
+            .find(|(f, v, v4, _)| *f == ifc && *v == vrid && *v4 != first_v6)
+        {
+            let why =
+                format!("VRID {vrid} on {ifc} is already vrrp_instance {other} (one VRID per interface and family)");
+            self.headers.remove(&header);
+            return self.nc_top(n, &why);
+        }
+        self.vrids.push((ifc, vrid, !first_v6, vname.clone()));
         let explicit = version;
         let version = match version {
             Some(2) if first_v6 => 3,
@@ -484,7 +495,7 @@ impl Cv {
             self.note(n, &format!("renamed to {vname}"));
         }
         let mut i = Inst {
-            header: t.header.clone(),
+            vname: vname.clone(),
             t: Table::default(),
             version,
             interface: interface.clone(),
@@ -531,7 +542,35 @@ impl Cv {
                 },
             );
         }
-        t.entries = i.t.entries;
+        let any_vip = i.t.entries.iter().any(|e| {
+            matches!(e, Entry::List { key, items } if key == "virtual_ipaddress"
+                && items.iter().any(|x| matches!(x, Item::Val(..))))
+        });
+        if !any_vip {
+            self.headers.remove(&t.header);
+            self.vrids.pop();
+            t.header = String::new();
+            t.lead.clear();
+            t.comment(format!(
+                "not converted: vrrp_instance {name} as a whole: none of its addresses can be used (the reasons follow)"
+            ));
+            i.t.entries = std::mem::take(&mut i.t.entries)
+                .into_iter()
+                .flat_map(|e| match e {
+                    Entry::Comment(c) => vec![Entry::Comment(c)],
+                    Entry::List { items, .. } => items
+                        .into_iter()
+                        .filter_map(|x| match x {
+                            Item::Comment(c) => Some(Entry::Comment(c)),
+                            Item::Val(..) => None,
+                        })
+                        .collect(),
+                    Entry::Kv { .. } => Vec::new(),
+                })
+                .collect();
+            self.nc_silent(n, "vrrp_instance without a usable virtual_ipaddress");
+        }
+        t.entries.append(&mut i.t.entries);
         self.tables.push(t);
     }
 
@@ -692,13 +731,13 @@ impl Cv {
                 self.note(l, &format!("range expanded to {} addresses", addrs.len()));
             }
             for a in addrs {
-                if let Some(owner) = self.vip_owner(a, &i.header) {
+                if let Some(owner) = self.vip_owner(a) {
                     let msg = format!("{a}: already a VIP of {owner} (vipd holds each address in one instance, once)");
                     i.t.push_item("virtual_ipaddress", Item::Comment(format!("not converted: {msg}")));
                     self.nc_silent(l, &msg);
                     continue;
                 }
-                self.vips_taken.push((a, i.header.clone()));
+                self.vips_taken.push((a, i.vname.clone()));
                 if *i.v4.get_or_insert(a.is_ipv4()) != a.is_ipv4() {
                     let msg = format!(
                         "{a}: one address family per instance in vipd (and in keepalived); write a second instance"
@@ -981,7 +1020,7 @@ impl Cv {
         }
         let mut t = Table::new(header);
         let mut i = Inst {
-            header: format!("vrrp_sync_group.{name}"),
+            vname: name.to_string(),
             t: Table::default(),
             version: 2,
             interface: None,
@@ -1052,10 +1091,10 @@ impl Cv {
         let mut t = Table::new(header);
         t.kv("listen", s(&listen));
         t.kv("protocol", s(protocol));
-        if let Some((inst, _)) = self.instances.iter().find(|(_, v)| v.contains(&ip)) {
+        if let Some(inst) = self.vip_owner(ip) {
             t.kv_c(
                 "vrrp_instance",
-                s(inst),
+                s(&inst),
                 format!("{ip} is a VIP of {inst}: serve while it is master (keepalived's IPVS rules stay loaded, the VIP moves)"),
             );
         }
