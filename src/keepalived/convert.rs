@@ -22,15 +22,18 @@ pub mod vipd_has {
     pub const TRACK_PROCESS: bool = false;
     /// `notify_master`, `notify_backup`, `notify_fault`, `notify_stop`.
     pub const NOTIFY_STATES: bool = false;
-    /// `notify` as a command line with arguments (split like keepalived).
-    pub const NOTIFY_ARGS: bool = false;
+    /// `notify` as a command line with arguments (split like keepalived):
+    /// comes with the notify_* keys.
+    pub const NOTIFY_ARGS: bool = NOTIFY_STATES;
     /// `[vrrp_sync_group.NAME]`.
     pub const SYNC_GROUP: bool = false;
     /// `use_vmac`, `vmac_xmit_base`.
     pub const USE_VMAC: bool = false;
     /// `garp_master_refresh`, `garp_master_refresh_repeat`, `garp_lower_prio_repeat`.
     pub const GARP_REFRESH: bool = false;
-    /// `[global] script_user`, `enable_script_security`.
+    /// `[global] script_user`.
+    pub const SCRIPT_USER: bool = false;
+    /// `[global] enable_script_security`.
     pub const SCRIPT_SECURITY: bool = false;
 }
 
@@ -340,8 +343,9 @@ impl Cv {
                     Some(r) if !g.has("router_id") => g.kv("router_id", s(r)),
                     _ => self.nc(&mut g, c, "router_id given twice or empty"),
                 },
-                "script_user" | "enable_script_security" if !vipd_has::SCRIPT_SECURITY => {
-                    self.not_yet(&mut g, c, "script_user/enable_script_security")
+                "script_user" if !vipd_has::SCRIPT_USER => self.not_yet(&mut g, c, "script_user"),
+                "enable_script_security" if !vipd_has::SCRIPT_SECURITY => {
+                    self.not_yet(&mut g, c, "enable_script_security")
                 }
                 "script_user" => match (c.arg(1), c.arg(2)) {
                     (Some(u), None) => g.kv("script_user", s(u)),
@@ -783,7 +787,10 @@ impl Cv {
 
     /// `NAME [weight N [reverse]]` lines of a track_* block into
     /// `[{ FIELD = NAME, weight = N, reverse = true }]`.
+    /// `reverse` only for track_interface (vipd's tracked scripts, files
+    /// and processes have none).
     fn track_list(&mut self, i: &mut Inst, n: &Node, list: &str, field: &str) {
+        let reverse_ok = list == "track_interface";
         for l in n.children() {
             let mut pairs = vec![(field, s(l.key()))];
             let mut bad = None;
@@ -797,7 +804,8 @@ impl Cv {
                         }
                         _ => bad = Some("weight must be -254..=254"),
                     },
-                    ("reverse", _) => pairs.push(("reverse", "true".into())),
+                    ("reverse", _) if reverse_ok => pairs.push(("reverse", "true".into())),
+                    ("reverse", _) => bad = Some("vipd has no reverse here (write the script to exit the other way)"),
                     _ => bad = Some("allowed: NAME [weight N [reverse]]"),
                 }
                 w += 1;
@@ -938,22 +946,19 @@ impl Cv {
                     t.kv(c.key(), secs(timer(Some(v)).unwrap_or(0.0)))
                 }
                 ("rise" | "fall", Some(v)) if int(Some(v)).is_some() => t.kv(c.key(), v.to_string()),
-                ("weight", Some(v)) if int(Some(v)).is_some() => {
-                    t.kv("weight", v.to_string());
-                    if c.arg(2) == Some("reverse") {
-                        t.kv("reverse", "true".into());
-                    }
-                }
+                ("weight", Some(v)) if int(Some(v)).is_some() && c.words.len() == 2 => t.kv("weight", v.to_string()),
+                ("weight", Some(_)) => self.nc(
+                    &mut t,
+                    c,
+                    "vipd's weight has no reverse (write the script to exit the other way)",
+                ),
                 ("user", Some(u)) => {
                     t.kv("user", s(u));
-                    if c.words.len() > 2 {
-                        self.nc(
-                            &mut t,
-                            c,
-                            "the group: vipd runs the script with the user's primary group",
-                        );
+                    if let Some(g) = c.arg(2) {
+                        t.kv("group", s(g));
                     }
                 }
+                ("init_fail", None) => t.kv("init_fail", "true".into()),
                 (k, _) => self.nc(&mut t, c, why(k)),
             }
         }
@@ -965,7 +970,37 @@ impl Cv {
         if !vipd_has::TRACK_FILE {
             return self.not_yet_top(n, "vrrp_track_file");
         }
-        self.named_block(n, "vrrp_track_file", &["file", "weight"]);
+        let Some(mut t) = self.named_table(n, "vrrp_track_file") else {
+            return;
+        };
+        for c in n.children() {
+            match (c.key(), c.arg(1)) {
+                ("file", Some(f)) => t.kv("file", s(f)),
+                ("weight", Some(v)) if int(Some(v)).is_some() && c.words.len() == 2 => t.kv("weight", v.to_string()),
+                ("weight", Some(_)) => self.nc(&mut t, c, "vipd's weight has no reverse"),
+                ("init_file", v) => {
+                    let mut words = c.words[1..].to_vec();
+                    let overwrite = words.last().is_some_and(|w| w == "overwrite");
+                    if overwrite {
+                        words.pop();
+                    }
+                    match words.first() {
+                        None => t.kv("init_file", "true".into()),
+                        Some(x) if int(Some(x)).is_some() => t.kv("init_file", x.clone()),
+                        Some(_) => {
+                            self.nc(&mut t, c, "init_file takes a number");
+                            continue;
+                        }
+                    }
+                    let _ = v;
+                    if overwrite {
+                        t.kv("init_file_overwrite", "true".into());
+                    }
+                }
+                (k, _) => self.nc(&mut t, c, why(k)),
+            }
+        }
+        self.tables.push(t);
     }
 
     /// `vrrp_track_process NAME { process …; quorum N; weight N; … }`.
@@ -973,38 +1008,42 @@ impl Cv {
         if !vipd_has::TRACK_PROCESS {
             return self.not_yet_top(n, "vrrp_track_process");
         }
-        self.named_block(
-            n,
-            "vrrp_track_process",
-            &["process", "param_match", "quorum", "quorum_max", "weight", "delay"],
-        );
-    }
-
-    /// A named block whose listed keys carry over as they are (numbers as
-    /// numbers, the rest as strings).
-    fn named_block(&mut self, n: &Node, kind: &str, keys: &[&str]) {
-        let Some(name) = n.arg(1) else {
-            return self.nc_top(n, "needs a name");
+        let Some(mut t) = self.named_table(n, "vrrp_track_process") else {
+            return;
         };
-        let header = format!("{kind}.{}", key(name));
-        if !self.claim(&header) {
-            return self.nc_top(n, "a second block of this name");
-        }
-        let mut t = Table::new(header);
         for c in n.children() {
-            match c.arg(1) {
-                Some(v) if keys.contains(&c.key()) => {
-                    let val = if int(Some(v)).is_some() {
-                        v.to_string()
-                    } else {
-                        s(&c.words[1..].join(" "))
-                    };
-                    t.kv(c.key(), val);
+            match (c.key(), c.arg(1)) {
+                ("process", Some(_)) => {
+                    let argv: Vec<Val> = c.words[1..].iter().map(|w| s(w)).collect();
+                    t.kv("process", array(&argv));
                 }
-                _ => self.nc(&mut t, c, why(c.key())),
+                ("param_match", Some(m)) => t.kv("param_match", s(m)),
+                ("full_command", None) => t.kv("full_command", "true".into()),
+                ("quorum" | "quorum_max", Some(v)) if int(Some(v)).is_some() => t.kv(c.key(), v.to_string()),
+                ("weight", Some(v)) if int(Some(v)).is_some() && c.words.len() == 2 => t.kv("weight", v.to_string()),
+                ("weight", Some(_)) => self.nc(&mut t, c, "vipd's weight has no reverse"),
+                ("delay" | "fork_delay" | "terminate_delay", Some(v)) if timer(Some(v)).is_some() => {
+                    t.kv(c.key(), secs(timer(Some(v)).unwrap_or(0.0)))
+                }
+                (k, _) => self.nc(&mut t, c, why(k)),
             }
         }
         self.tables.push(t);
+    }
+
+    /// The table of a named top-level block (`KIND NAME { … }`), or `None`
+    /// (and a comment) when it has no name or the name is taken.
+    fn named_table(&mut self, n: &Node, kind: &str) -> Option<Table> {
+        let Some(name) = n.arg(1) else {
+            self.nc_top(n, "needs a name");
+            return None;
+        };
+        let header = format!("{kind}.{}", key(name));
+        if !self.claim(&header) {
+            self.nc_top(n, "a second block of this name");
+            return None;
+        }
+        Some(Table::new(header))
     }
 
     fn vrrp_sync_group(&mut self, n: &Node) {
@@ -1041,10 +1080,13 @@ impl Cv {
                 "notify" | "notify_master" | "notify_backup" | "notify_fault" | "notify_stop" => {
                     self.i_notify_state(&mut i, c)
                 }
-                "track_script" => self.i_track_script(&mut i, c),
                 "track_interface" => self.i_track_interface(&mut i, c),
-                "track_file" => self.i_track_file(&mut i, c),
-                "track_process" => self.i_track_process(&mut i, c),
+                "track_script" | "track_file" | "track_process" => self.nc(
+                    &mut i.t,
+                    c,
+                    "vipd's sync groups track interfaces only: add it to each member instance (a member's FAULT takes the group along)",
+                ),
+                "sync_group_tracking_weight" => i.t.kv("sync_group_tracking_weight", "true".into()),
                 k => self.nc(&mut i.t, c, why(k)),
             }
         }
@@ -1626,9 +1668,30 @@ mod tests {
                 format!("{inst}garp_master_refresh = 60\n"),
             ),
             (
+                "SCRIPT_USER",
+                vipd_has::SCRIPT_USER,
+                "[global]\nscript_user = \"nobody\"\n".into(),
+            ),
+            (
                 "SCRIPT_SECURITY",
                 vipd_has::SCRIPT_SECURITY,
-                "[global]\nscript_user = \"nobody\"\n".into(),
+                "[global]\nenable_script_security = true\n".into(),
+            ),
+            ("USE_VMAC", vipd_has::USE_VMAC, format!("{inst}vmac_xmit_base = true\n")),
+            (
+                "GARP_REFRESH",
+                vipd_has::GARP_REFRESH,
+                format!("{inst}garp_lower_prio_repeat = 1\n"),
+            ),
+            (
+                "TRACK_FILE",
+                vipd_has::TRACK_FILE,
+                format!("{inst}track_file = [{{ name = \"f\" }}]\n"),
+            ),
+            (
+                "TRACK_PROCESS",
+                vipd_has::TRACK_PROCESS,
+                format!("{inst}track_process = [{{ name = \"p\" }}]\n"),
             ),
         ];
         for (flag, on, probe) in probes {
