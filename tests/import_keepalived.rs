@@ -557,7 +557,8 @@ fn converted_config_fails_over_when_the_tracked_thing_dies() {
             format!(
                 "vrrp_script chk_tracked {{\n script \"/bin/kill -0 {pid}\"\n interval 0.2\n fall 1\n rise 1\n}}\n"
             ),
-            "track_script {\n  chk_tracked\n }\n".to_string(),
+            // fe1 only: fe2 would see the same process die.
+            "@fe1 track_script {\n@fe1  chk_tracked\n@fe1 }\n".to_string(),
         )
     } else {
         sh(&[
@@ -710,5 +711,27 @@ fn clashes_vipd_refuses_are_not_converted() {
     // An instance that is not converted is not a virtual server's tie.
     let (t, _) = conv(&format!("{vs}{}", inst("").replace(" interface eth0\n", "")));
     assert!(!t.contains("vrrp_instance = "), "{t}");
+    assert_vipd_accepts(&t);
+}
+
+/// What vipd's own validator refuses is commented out with vipd's reason,
+/// so the output always passes `vipd --check`.
+#[test]
+fn what_vipd_refuses_is_commented_with_its_reason() {
+    let (t, nc) = conv(&inst(" version 3\n advert_int 50"));
+    assert!(nc);
+    assert!(
+        t.contains("# not converted: advert_int = 50: vipd refuses it: vrrp_instance.VI_1.advert_int:"),
+        "{t}"
+    );
+    assert_vipd_accepts(&t);
+    // A required key refused: the instance as a whole.
+    let (t, nc) = conv(&inst("").replace("virtual_router_id 51", "virtual_router_id 300"));
+    assert!(nc);
+    assert!(
+        t.contains("# not converted: [vrrp_instance.VI_1] as a whole: vipd refuses it"),
+        "{t}"
+    );
+    assert!(!t.contains("\n[vrrp_instance"), "{t}");
     assert_vipd_accepts(&t);
 }

@@ -302,12 +302,12 @@ impl Cv {
     }
     /// A whole top-level block that is not converted: a comment table.
     fn nc_top(&mut self, n: &Node, why: &str) {
-        let mut t = Table::new("");
+        let mut t = Table::new("").at(&n.loc);
         self.nc(&mut t, n, why);
         self.tables.push(t);
     }
     fn not_yet_top(&mut self, n: &Node, what: &str) {
-        let mut t = Table::new("");
+        let mut t = Table::new("").at(&n.loc);
         self.not_yet(&mut t, n, what);
         self.tables.push(t);
     }
@@ -337,6 +337,9 @@ impl Cv {
 
     fn global_defs(&mut self, n: &Node) {
         let mut g = std::mem::take(&mut self.global);
+        if g.src.is_none() {
+            g.src = Some(n.loc.clone());
+        }
         for c in n.children() {
             match c.key() {
                 "router_id" => match c.arg(1) {
@@ -491,7 +494,7 @@ impl Cv {
             None if first_v6 => 3,
             None => 2,
         };
-        let mut t = Table::new(header);
+        let mut t = Table::new(header).at(&n.loc);
         if vname != name {
             t.lead.push(format!(
                 "keepalived name {name:?}: vipd instance names use A-Z a-z 0-9 _ - ."
@@ -938,7 +941,7 @@ impl Cv {
         if !self.claim(&header) {
             return self.nc_top(n, "a second vrrp_script of this name");
         }
-        let mut t = Table::new(header);
+        let mut t = Table::new(header).at(&n.loc);
         for c in n.children() {
             match (c.key(), c.arg(1)) {
                 ("script", Some(cmd)) => t.kv("script", s(cmd)),
@@ -1043,7 +1046,7 @@ impl Cv {
             self.nc_top(n, "a second block of this name");
             return None;
         }
-        Some(Table::new(header))
+        Some(Table::new(header).at(&n.loc))
     }
 
     fn vrrp_sync_group(&mut self, n: &Node) {
@@ -1053,11 +1056,18 @@ impl Cv {
         let Some(name) = n.arg(1) else {
             return self.nc_top(n, "a vrrp_sync_group needs a name");
         };
+        let has_members = n
+            .children()
+            .iter()
+            .any(|c| c.key() == "group" && !c.children().is_empty());
+        if !has_members {
+            return self.nc_top(n, "no group { ... } of instances: keepalived ignores it");
+        }
         let header = format!("vrrp_sync_group.{}", key(name));
         if !self.claim(&header) {
             return self.nc_top(n, "a second vrrp_sync_group of this name");
         }
-        let mut t = Table::new(header);
+        let mut t = Table::new(header).at(&n.loc);
         let mut i = Inst {
             vname: name.to_string(),
             t: Table::default(),
@@ -1130,7 +1140,7 @@ impl Cv {
         if !self.claim(&header) {
             return self.nc_top(n, "this address, port and protocol are already a virtual server");
         }
-        let mut t = Table::new(header);
+        let mut t = Table::new(header).at(&n.loc);
         t.kv("listen", s(&listen));
         t.kv("protocol", s(protocol));
         if let Some(inst) = self.vip_owner(ip) {

@@ -2,6 +2,8 @@
 //! the order of the keepalived file so each comment sits where its
 //! directive was.
 
+use super::lexer::Loc;
+
 /// A rendered TOML value (`"x"`, `5`, `true`, `{ a = 1 }`).
 pub type Val = String;
 
@@ -43,6 +45,8 @@ pub fn secs(v: f64) -> Val {
 pub struct Table {
     /// Dotted header without brackets; empty = no header (a comment block).
     pub header: String,
+    /// The keepalived block it came from.
+    pub src: Option<Loc>,
     /// Comment lines above the header.
     pub lead: Vec<String>,
     pub entries: Vec<Entry>,
@@ -74,6 +78,38 @@ impl Table {
             header: header.into(),
             ..Table::default()
         }
+    }
+    /// Set the keepalived block it comes from.
+    pub fn at(mut self, loc: &Loc) -> Table {
+        self.src = Some(loc.clone());
+        self
+    }
+    /// Replace entry `i` by a comment: vipd refuses it.
+    pub fn demote_entry(&mut self, i: usize, why: &str) -> String {
+        let (text, extra) = entry_text(&self.entries[i]);
+        let msg = format!("{text}: vipd refuses it: {why}");
+        let mut repl = vec![Entry::Comment(format!("not converted: {msg}"))];
+        repl.extend(extra.into_iter().map(Entry::Comment));
+        self.entries.splice(i..=i, repl);
+        msg
+    }
+    /// Turn the whole table into comments: vipd refuses it.
+    pub fn demote(&mut self, why: &str) -> String {
+        let msg = format!("[{}] as a whole: vipd refuses it: {why}", self.header);
+        let mut out = vec![Entry::Comment(format!("not converted: {msg}"))];
+        for e in std::mem::take(&mut self.entries) {
+            match e {
+                Entry::Comment(c) => out.push(Entry::Comment(c)),
+                e => {
+                    let (text, extra) = entry_text(&e);
+                    out.push(Entry::Comment(format!("  {text}")));
+                    out.extend(extra.into_iter().map(Entry::Comment));
+                }
+            }
+        }
+        self.header.clear();
+        self.entries = out;
+        msg
     }
     pub fn kv(&mut self, k: &str, v: Val) {
         self.entries.push(Entry::Kv {
@@ -122,6 +158,28 @@ fn clean(l: &str) -> String {
         .collect()
 }
 
+/// An entry on one line, and the comments that went with it.
+fn entry_text(e: &Entry) -> (String, Vec<String>) {
+    match e {
+        Entry::Kv { key: k, val, comment } => (format!("{} = {val}", key(k)), comment.iter().cloned().collect()),
+        Entry::Comment(c) => (c.clone(), Vec::new()),
+        Entry::List { key: k, items } => {
+            let mut vals = Vec::new();
+            let mut extra = Vec::new();
+            for i in items {
+                match i {
+                    Item::Val(v, c) => {
+                        vals.push(v.clone());
+                        extra.extend(c.iter().cloned());
+                    }
+                    Item::Comment(c) => extra.push(c.clone()),
+                }
+            }
+            (format!("{} = [{}]", key(k), vals.join(", ")), extra)
+        }
+    }
+}
+
 fn comment_lines(out: &mut String, indent: &str, c: &str) {
     for l in c.split('\n') {
         out.push_str(indent);
@@ -131,21 +189,46 @@ fn comment_lines(out: &mut String, indent: &str, c: &str) {
     }
 }
 
+/// Where a table or one of its entries is in the rendered text (1-based lines).
+#[derive(Clone, Copy, Debug)]
+pub struct Span {
+    pub table: usize,
+    /// `None`: the header line.
+    pub entry: Option<usize>,
+    pub first: usize,
+    pub last: usize,
+}
+
 /// The whole file.
 pub fn render(head: &[String], tables: &[Table]) -> String {
+    render_mapped(head, tables).0
+}
+
+/// The whole file and where each table's header and entries are.
+pub fn render_mapped(head: &[String], tables: &[Table]) -> (String, Vec<Span>) {
+    let mut spans = Vec::new();
+    let lines = |o: &String| o.matches('\n').count();
     let mut o = String::new();
     for h in head {
         comment_lines(&mut o, "", h);
     }
-    for t in tables {
+    for (ti, t) in tables.iter().enumerate() {
         o.push('\n');
         for l in &t.lead {
             comment_lines(&mut o, "", l);
         }
         if !t.header.is_empty() {
             o.push_str(&format!("[{}]\n", t.header));
+            let n = lines(&o);
+            spans.push(Span {
+                table: ti,
+                entry: None,
+                first: n,
+                last: n,
+            });
         }
-        for e in &t.entries {
+        for (ei, e) in t.entries.iter().enumerate() {
+            let first = lines(&o) + 1;
             match e {
                 Entry::Kv { key: k, val, comment } => {
                     o.push_str(&format!("{} = {val}", key(k)));
@@ -182,7 +265,13 @@ pub fn render(head: &[String], tables: &[Table]) -> String {
                     o.push_str("]\n");
                 }
             }
+            spans.push(Span {
+                table: ti,
+                entry: Some(ei),
+                first,
+                last: lines(&o),
+            });
         }
     }
-    o
+    (o, spans)
 }

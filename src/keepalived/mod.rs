@@ -71,9 +71,57 @@ fn finish(name: &str, lines: &[lexer::Line], warnings: Vec<lexer::Warning>) -> R
         });
     }
     findings.extend(out.findings);
+    let toml = vipd_accepts(&head, out.tables, name, &mut findings);
     findings.sort_by(|a, b| (a.loc.file.as_ref(), a.loc.line).cmp(&(b.loc.file.as_ref(), b.loc.line)));
-    Ok(Import {
-        toml: emit::render(&head, &out.tables),
-        findings,
-    })
+    Ok(Import { toml, findings })
+}
+
+/// Most entries the last check may comment out before it gives up.
+const MAX_REFUSALS: usize = 256;
+
+/// The last check: vipd's own config parser reads the output. A key it
+/// refuses is commented out with vipd's reason (a table, if the error is on
+/// its header or a required key is missing), until it accepts the file.
+fn vipd_accepts(head: &[String], mut tables: Vec<emit::Table>, name: &str, findings: &mut Vec<Finding>) -> String {
+    let top = Loc {
+        file: std::sync::Arc::from(name),
+        line: 0,
+    };
+    for _ in 0..MAX_REFUSALS {
+        let (text, spans) = emit::render_mapped(head, &tables);
+        let Err(e) = crate::config::parse(&text, "converted") else {
+            return text;
+        };
+        let why = if e.key.is_empty() {
+            e.message.clone()
+        } else {
+            format!("{}: {}", e.key, e.message)
+        };
+        let Some(span) = spans.iter().find(|s| s.first <= e.line && e.line <= s.last) else {
+            // Not on anything we wrote (cannot happen with valid TOML): say so.
+            findings.push(Finding {
+                loc: top,
+                kind: Kind::NotConverted,
+                msg: format!("vipd refuses the converted file: {why}"),
+            });
+            return text;
+        };
+        let t = &mut tables[span.table];
+        let msg = match span.entry {
+            Some(i) => t.demote_entry(i, &why),
+            None => t.demote(&why),
+        };
+        findings.push(Finding {
+            loc: t.src.clone().unwrap_or_else(|| top.clone()),
+            kind: Kind::NotConverted,
+            msg,
+        });
+    }
+    let text = emit::render(head, &tables);
+    findings.push(Finding {
+        loc: top,
+        kind: Kind::NotConverted,
+        msg: format!("vipd still refuses the converted file after {MAX_REFUSALS} keys were commented out"),
+    });
+    text
 }
