@@ -300,21 +300,33 @@ fn vmac_garp_refresh_and_sync_groups_follow_vipd_support() {
             );
         }
     }
-    let (t, nc) = conv(&format!(
-        "{}vrrp_sync_group G {{\n group {{\n  VI_1\n }}\n}}\n",
-        inst("")
-    ));
+    let second = inst("")
+        .replace("VI_1", "VI_2")
+        .replace(" 51", " 52")
+        .replace("192.0.2.100", "192.0.2.101");
+    let group = |members: &str| format!("vrrp_sync_group G {{\n group {{\n{members} }}\n}}\n");
+    let (t, nc) = conv(&format!("{}{second}{}", inst(""), group("  VI_1\n  VI_2\n")));
     if vipd_has::SYNC_GROUP {
-        assert!(!nc && t.contains("[vrrp_sync_group.G]\ngroup = [\"VI_1\"]\n"), "{t}");
+        assert!(
+            !nc && t.contains("[vrrp_sync_group.G]\ngroup = [\"VI_1\", \"VI_2\"]\n"),
+            "{t}"
+        );
         assert_vipd_accepts(&t);
     } else {
         assert!(
             nc && t.contains(
-                "# not converted (vipd does not support vrrp_sync_group yet): vrrp_sync_group G { group { VI_1 } }"
+                "# not converted (vipd does not support vrrp_sync_group yet): vrrp_sync_group G { group { VI_1 VI_2 } }"
             ),
             "{t}"
         );
     }
+    // A group of one: keepalived ignores it, and so does the conversion.
+    let (t, nc) = conv(&format!("{}{}", inst(""), group("  VI_1\n")));
+    assert!(
+        nc && t.contains("keepalived ignores it") && !t.contains("\n[vrrp_sync_group"),
+        "{t}"
+    );
+    assert_vipd_accepts(&t);
 }
 
 #[test]

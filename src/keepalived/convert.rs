@@ -97,12 +97,15 @@ pub fn convert(nodes: &[Node]) -> Output {
     for n in nodes.iter().filter(|n| n.key() == "vrrp_instance") {
         cv.pre_instance(n);
     }
-    // Virtual servers last: they are tied to the instances converted before.
-    for n in nodes.iter().filter(|n| n.key() != "virtual_server") {
+    // Sync groups and virtual servers after the instances they name.
+    let later = ["vrrp_sync_group", "virtual_server"];
+    for n in nodes.iter().filter(|n| !later.contains(&n.key())) {
         cv.top(n);
     }
-    for n in nodes.iter().filter(|n| n.key() == "virtual_server") {
-        cv.top(n);
+    for k in later {
+        for n in nodes.iter().filter(|n| n.key() == k) {
+            cv.top(n);
+        }
     }
     let mut tables = Vec::new();
     if !cv.global.entries.is_empty() {
@@ -1050,18 +1053,31 @@ impl Cv {
     }
 
     fn vrrp_sync_group(&mut self, n: &Node) {
-        if !vipd_has::SYNC_GROUP {
-            return self.not_yet_top(n, "vrrp_sync_group");
-        }
         let Some(name) = n.arg(1) else {
             return self.nc_top(n, "a vrrp_sync_group needs a name");
         };
-        let has_members = n
+        let members: Vec<&Node> = n
             .children()
             .iter()
-            .any(|c| c.key() == "group" && !c.children().is_empty());
-        if !has_members {
-            return self.nc_top(n, "no group { ... } of instances: keepalived ignores it");
+            .filter(|c| c.key() == "group")
+            .flat_map(|c| c.children())
+            .collect();
+        if members.len() < 2 {
+            return self.nc_top(
+                n,
+                "a group needs group { ... } with two instances or more: keepalived ignores it",
+            );
+        }
+        let converted = |m: &Node| self.vrids.iter().any(|v| v.3 == self.vipd_instance_name(m.key()));
+        if let Some(m) = members.iter().find(|m| !converted(m)) {
+            let why = format!(
+                "member {} is not converted, and a group moves together or not at all",
+                m.key()
+            );
+            return self.nc_top(n, &why);
+        }
+        if !vipd_has::SYNC_GROUP {
+            return self.not_yet_top(n, "vrrp_sync_group");
         }
         let header = format!("vrrp_sync_group.{}", key(name));
         if !self.claim(&header) {
