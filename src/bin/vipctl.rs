@@ -62,8 +62,10 @@ enum Cmd {
     },
     /// Undo `demote`: the configured priority again.
     Promote { instance: String },
-    /// Convert a keepalived.conf to vipd's TOML (stdout, or -o FILE). Exit 0: all
-    /// converted; 3: something was not (listed on stderr and as comments); 1: parse error.
+    /// Convert a keepalived.conf to vipd's TOML (stdout, or -o FILE).
+    ///
+    /// Exit 0: all converted; 3: something was not (listed on stderr and as
+    /// comments); 1: parse error. See docs/keepalived-migration.md.
     ImportKeepalived(vipd::keepalived::cli::Args),
 }
 
