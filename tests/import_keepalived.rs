@@ -747,3 +747,104 @@ fn what_vipd_refuses_is_commented_with_its_reason() {
     assert!(!t.contains("\n[vrrp_instance"), "{t}");
     assert_vipd_accepts(&t);
 }
+
+/// The reader against keepalived itself: one file with an include glob,
+/// definitions (one multiline), `~SEQ` and `@` conditionals; keepalived runs
+/// it in a namespace and installs its VIPs; the importer must list exactly
+/// those addresses.
+#[test]
+fn keepalived_installs_the_addresses_the_importer_reads() {
+    let _g = netns_lock();
+    let mut lab = Lab::new("imk");
+    let ns = lab.add_host("ka", &["192.0.2.1/24"]);
+    let d = lab.dir.clone();
+    std::fs::create_dir_all(d.join("conf.d")).unwrap();
+    std::fs::write(
+        d.join("keepalived.conf"),
+        "global_defs {\n router_id ka\n vrrp_version 3\n}\n$IF=eth0\n$NET=192.0.2\ninclude conf.d/*.conf\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("conf.d/vi.conf"),
+        "$MORE= \\\n  ${NET}.30/24 \\\n  ${NET}.31/24\n\
+         vrrp_instance VI_1 {\n state MASTER\n interface $IF\n virtual_router_id 51\n advert_int 0.1\n\
+         virtual_ipaddress {\n  ${NET}.20/24 ! a comment\n  $MORE\n~SEQ(i, 40, 2, 44)  ${NET}.${i}/24\n  $NET.99/24\n\
+         @node1  ${NET}.50/24\n@^node1  ${NET}.60/24\n@node2  ${NET}.70/24\n }\n}\n",
+    )
+    .unwrap();
+    let conf = d.join("keepalived.conf");
+    let r = import(&["-i", "node1", conf.to_str().unwrap()]);
+    // `$NET.99`: a name ends at a space, tab, ',' or ')' (or use ${NET}), so
+    // neither keepalived nor the importer expands it: not an address.
+    assert_eq!(r.status.code(), Some(3), "{}", text(&r.stderr));
+    assert!(
+        text(&r.stderr).contains("not converted: $NET.99/24: not an address"),
+        "{}",
+        text(&r.stderr)
+    );
+    let toml = text(&r.stdout);
+    let mut ours: Vec<String> = toml
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix('"')?.split('"').next().map(str::to_string))
+        .filter(|a| a.starts_with("192.0.2."))
+        .collect();
+    ours.sort();
+    assert_eq!(
+        ours,
+        [
+            "192.0.2.20/24",
+            "192.0.2.30/24",
+            "192.0.2.31/24",
+            "192.0.2.40/24",
+            "192.0.2.42/24",
+            "192.0.2.44/24",
+            "192.0.2.50/24"
+        ],
+        "{toml}"
+    );
+    let p = |f: &str| d.join(f).display().to_string();
+    let conf_s = conf.display().to_string();
+    let argv = [
+        "keepalived",
+        "--dont-fork",
+        "--log-console",
+        "--vrrp",
+        "-i",
+        "node1",
+        "--use-file",
+        &conf_s,
+        "--pid",
+        &p("ka.pid"),
+        "--vrrp_pid",
+        &p("ka-vrrp.pid"),
+    ];
+    lab.spawn("ka", &ns, &argv);
+    let theirs = |lab: &Lab| -> Vec<String> {
+        let out = run(&["ip", "-n", &ns, "-o", "-4", "addr", "show", "dev", "eth0"]);
+        let mut v: Vec<String> = text(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                l.split_whitespace()
+                    .skip_while(|w| *w != "inet")
+                    .nth(1)
+                    .map(str::to_string)
+            })
+            .filter(|a| a != "192.0.2.1/24")
+            .collect();
+        v.sort();
+        let _ = lab;
+        v
+    };
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        poll_until(
+            "keepalived holds every VIP",
+            Duration::from_secs(20),
+            Duration::from_millis(50),
+            || (theirs(&lab) == ours).then_some(()),
+        )
+    }));
+    if r.is_err() {
+        lab.dump_logs();
+        panic!("keepalived installed {:?}, the importer read {:?}", theirs(&lab), ours);
+    }
+}
