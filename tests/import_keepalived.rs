@@ -819,7 +819,7 @@ fn keepalived_installs_the_addresses_the_importer_reads() {
         &p("ka-vrrp.pid"),
     ];
     lab.spawn("ka", &ns, &argv);
-    let theirs = |lab: &Lab| -> Vec<String> {
+    let theirs = || -> Vec<String> {
         let out = run(&["ip", "-n", &ns, "-o", "-4", "addr", "show", "dev", "eth0"]);
         let mut v: Vec<String> = text(&out.stdout)
             .lines()
@@ -832,7 +832,6 @@ fn keepalived_installs_the_addresses_the_importer_reads() {
             .filter(|a| a != "192.0.2.1/24")
             .collect();
         v.sort();
-        let _ = lab;
         v
     };
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -840,11 +839,11 @@ fn keepalived_installs_the_addresses_the_importer_reads() {
             "keepalived holds every VIP",
             Duration::from_secs(20),
             Duration::from_millis(50),
-            || (theirs(&lab) == ours).then_some(()),
+            || (theirs() == ours).then_some(()),
         )
     }));
     if r.is_err() {
         lab.dump_logs();
-        panic!("keepalived installed {:?}, the importer read {:?}", theirs(&lab), ours);
+        panic!("keepalived installed {:?}, the importer read {:?}", theirs(), ours);
     }
 }

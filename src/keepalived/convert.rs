@@ -984,7 +984,7 @@ impl Cv {
                 ("file", Some(f)) => t.kv("file", s(f)),
                 ("weight", Some(v)) if int(Some(v)).is_some() && c.words.len() == 2 => t.kv("weight", v.to_string()),
                 ("weight", Some(_)) => self.nc(&mut t, c, "vipd's weight has no reverse"),
-                ("init_file", v) => {
+                ("init_file", _) => {
                     let mut words = c.words[1..].to_vec();
                     let overwrite = words.last().is_some_and(|w| w == "overwrite");
                     if overwrite {
@@ -998,7 +998,6 @@ impl Cv {
                             continue;
                         }
                     }
-                    let _ = v;
                     if overwrite {
                         t.kv("init_file_overwrite", "true".into());
                     }
