@@ -15,11 +15,11 @@ use super::parse::Node;
 /// `support_flags_match_the_config_parser` fails until each flag matches.
 pub mod vipd_has {
     /// `[vrrp_script.NAME]` and an instance's `track_script`.
-    pub const TRACK_SCRIPT: bool = false;
+    pub const TRACK_SCRIPT: bool = true;
     /// `[vrrp_track_file.NAME]` and `track_file`.
-    pub const TRACK_FILE: bool = false;
+    pub const TRACK_FILE: bool = true;
     /// `[vrrp_track_process.NAME]` and `track_process`.
-    pub const TRACK_PROCESS: bool = false;
+    pub const TRACK_PROCESS: bool = true;
     /// `notify_master`, `notify_backup`, `notify_fault`, `notify_stop`.
     pub const NOTIFY_STATES: bool = false;
     /// `notify` as a command line with arguments (split like keepalived):
@@ -28,13 +28,13 @@ pub mod vipd_has {
     /// `[vrrp_sync_group.NAME]`.
     pub const SYNC_GROUP: bool = false;
     /// `use_vmac`, `vmac_xmit_base`.
-    pub const USE_VMAC: bool = false;
+    pub const USE_VMAC: bool = true;
     /// `garp_master_refresh`, `garp_master_refresh_repeat`, `garp_lower_prio_repeat`.
-    pub const GARP_REFRESH: bool = false;
+    pub const GARP_REFRESH: bool = true;
     /// `[global] script_user`.
-    pub const SCRIPT_USER: bool = false;
+    pub const SCRIPT_USER: bool = true;
     /// `[global] enable_script_security`.
-    pub const SCRIPT_SECURITY: bool = false;
+    pub const SCRIPT_SECURITY: bool = true;
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
