@@ -947,6 +947,14 @@ impl Cv {
         let mut t = Table::new(header).at(&n.loc);
         for c in n.children() {
             match (c.key(), c.arg(1)) {
+                ("script", Some(cmd)) if needs_shell(cmd) => {
+                    t.kv_c(
+                        "script",
+                        s(cmd),
+                        "shell syntax: keepalived 2 and vipd run it without a shell; for one: [\"/bin/sh\", \"-c\", ...]",
+                    );
+                    self.note(c, "shell syntax in a script run without a shell");
+                }
                 ("script", Some(cmd)) => t.kv("script", s(cmd)),
                 ("interval" | "timeout", Some(v)) if timer(Some(v)).is_some() => {
                     t.kv(c.key(), secs(timer(Some(v)).unwrap_or(0.0)))
@@ -1565,6 +1573,11 @@ fn vs_timing(n: &Node, outer: Timing) -> Timing {
         }
     }
     t
+}
+
+/// A command line that only works through a shell (redirection, pipes, ...).
+fn needs_shell(cmd: &str) -> bool {
+    cmd.contains(['<', '>', '|', '&', ';', '`']) || cmd.contains("$(")
 }
 
 /// `200` or `200-299`.
