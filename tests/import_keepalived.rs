@@ -851,8 +851,8 @@ fn keepalived_installs_the_addresses_the_importer_reads() {
 #[test]
 fn scripts_with_shell_syntax_are_flagged() {
     let (t, nc) = conv("vrrp_script chk {\n script \"</dev/tcp/127.0.0.1/80\"\n interval 1\n}\n");
-    assert!(!nc, "{t}");
     if vipd_has::TRACK_SCRIPT {
+        assert!(!nc, "{t}");
         assert!(
             t.contains(
                 "script = \"</dev/tcp/127.0.0.1/80\"  # shell syntax: keepalived 2 and vipd run it without a shell"
