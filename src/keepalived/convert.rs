@@ -21,12 +21,12 @@ pub mod vipd_has {
     /// `[vrrp_track_process.NAME]` and `track_process`.
     pub const TRACK_PROCESS: bool = true;
     /// `notify_master`, `notify_backup`, `notify_fault`, `notify_stop`.
-    pub const NOTIFY_STATES: bool = false;
+    pub const NOTIFY_STATES: bool = true;
     /// `notify` as a command line with arguments (split like keepalived):
     /// comes with the notify_* keys.
     pub const NOTIFY_ARGS: bool = NOTIFY_STATES;
     /// `[vrrp_sync_group.NAME]`.
-    pub const SYNC_GROUP: bool = false;
+    pub const SYNC_GROUP: bool = true;
     /// `use_vmac`, `vmac_xmit_base`.
     pub const USE_VMAC: bool = true;
     /// `garp_master_refresh`, `garp_master_refresh_repeat`, `garp_lower_prio_repeat`.
