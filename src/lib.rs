@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod keepalived;
 pub mod net;
 pub mod proxy;
 pub mod time;

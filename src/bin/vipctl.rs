@@ -62,6 +62,11 @@ enum Cmd {
     },
     /// Undo `demote`: the configured priority again.
     Promote { instance: String },
+    /// Convert a keepalived.conf to vipd's TOML (stdout, or -o FILE).
+    ///
+    /// Exit 0: all converted; 3: something was not (listed on stderr and as
+    /// comments); 1: parse error. See docs/keepalived-migration.md.
+    ImportKeepalived(vipd::keepalived::cli::Args),
 }
 
 fn main() -> ExitCode {
@@ -79,6 +84,7 @@ fn main() -> ExitCode {
     }
     let timeout = Duration::from_secs_f64(cli.timeout);
     let (req, json) = match cmd {
+        Cmd::ImportKeepalived(args) => return vipd::keepalived::cli::run(args),
         Cmd::Status { json } => (Request::Status {}, *json),
         Cmd::Backend {
             state,
