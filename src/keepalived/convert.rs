@@ -1114,11 +1114,10 @@ impl Cv {
                     self.i_notify_state(&mut i, c)
                 }
                 "track_interface" => self.i_track_interface(&mut i, c),
-                "track_script" | "track_file" | "track_process" => self.nc(
-                    &mut i.t,
-                    c,
-                    "vipd's sync groups track interfaces only: add it to each member instance (a member's FAULT takes the group along)",
-                ),
+                // vipd's groups take the same tracker lists as instances.
+                "track_script" => self.i_track_script(&mut i, c),
+                "track_file" => self.i_track_file(&mut i, c),
+                "track_process" => self.i_track_process(&mut i, c),
                 "sync_group_tracking_weight" => i.t.kv("sync_group_tracking_weight", "true".into()),
                 k => self.nc(&mut i.t, c, why(k)),
             }
