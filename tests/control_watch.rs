@@ -139,6 +139,7 @@ async fn watchers_get_every_event_in_order_and_end_with_the_daemon() {
         reason: "SIGTERM".into(),
     });
 
+    let published = std::time::Instant::now();
     for kid in kids {
         let out = tokio::time::timeout(Duration::from_secs(30), kid.wait_with_output())
             .await
@@ -166,10 +167,16 @@ async fn watchers_get_every_event_in_order_and_end_with_the_daemon() {
             }
         }
         assert_eq!(next, u64::from(total));
+        let lost: u64 = lines.iter().filter_map(|l| l["dropped"].as_u64()).sum();
+        eprintln!(
+            "vipctl watcher: {} of {total} events, {lost} reported lost",
+            total as u64 - lost
+        );
         assert_eq!(lines[lines.len() - 2]["event"], "backend");
         assert_eq!(lines[lines.len() - 1]["event"], "stopping");
     }
 
+    eprintln!("three vipctl watchers done {:?} after the burst", published.elapsed());
     // The silent client finds a lagged line among what it reads at last.
     let mut lagged = 0;
     let mut line = String::new();
@@ -190,6 +197,7 @@ async fn watchers_get_every_event_in_order_and_end_with_the_daemon() {
             break;
         }
     }
+    eprintln!("client that did not read: {lagged} of {total} events reported lost");
     assert!(lagged > 0, "a client that did not read must have lagged");
     server.abort();
 }

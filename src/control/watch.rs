@@ -58,24 +58,48 @@ pub(super) async fn serve<R: AsyncRead + Unpin>(
     let mut sink = [0u8; 512];
     loop {
         tokio::select! {
-            item = rx.recv() => match item {
-                Ok(Item::Marker(m)) => after_marker |= m == marker,
-                Ok(Item::Line(line)) if after_marker => {
-                    write(&mut wr, &line_bytes(&line), counters).await?;
-                    if matches!(line.event, WatchEvent::Stopping { .. }) {
-                        return wr.shutdown().await;
+            item = rx.recv() => {
+                // What is already queued goes out in the same write (a burst
+                // costs one syscall per batch, not per line).
+                let mut out = Vec::new();
+                let mut next = Some(item);
+                let mut stop = false;
+                let mut taken = 0;
+                while let Some(item) = next.take() {
+                    taken += 1;
+                    match item {
+                        Ok(Item::Marker(m)) => after_marker |= m == marker,
+                        Ok(Item::Line(line)) if after_marker => {
+                            push_line(&mut out, &line);
+                            stop = matches!(line.event, WatchEvent::Stopping { .. });
+                        }
+                        Ok(Item::Line(_)) => {}
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            // Whether or not the marker was among the lost:
+                            // what comes next is after the snapshot.
+                            after_marker = true;
+                            push_line(&mut out, &WatchLine::now(WatchEvent::Lagged { dropped: n }));
+                        }
+                        Err(broadcast::error::RecvError::Closed) => stop = true,
                     }
+                    if stop || taken == BATCH {
+                        break;
+                    }
+                    next = match rx.try_recv() {
+                        Ok(item) => Some(Ok(item)),
+                        Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                            Some(Err(broadcast::error::RecvError::Lagged(n)))
+                        }
+                        Err(_) => None,
+                    };
                 }
-                Ok(Item::Line(_)) => {}
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    // Whether or not the marker was among the lost: what
-                    // comes next is after the snapshot.
-                    after_marker = true;
-                    let lag = WatchLine::now(WatchEvent::Lagged { dropped: n });
-                    write(&mut wr, &line_bytes(&lag), counters).await?;
+                if !out.is_empty() {
+                    write(&mut wr, &out, counters).await?;
                 }
-                Err(broadcast::error::RecvError::Closed) => return Ok(()),
-            },
+                if stop {
+                    return wr.shutdown().await;
+                }
+            }
             n = rd.read(&mut sink) => match n {
                 // The client left (or sent more than a request may hold).
                 Ok(0) | Err(_) => return Ok(()),
@@ -83,6 +107,13 @@ pub(super) async fn serve<R: AsyncRead + Unpin>(
             },
         }
     }
+}
+
+/// Most queued events written at once.
+const BATCH: usize = 256;
+
+fn push_line(out: &mut Vec<u8>, line: &WatchLine) {
+    out.extend_from_slice(&line_bytes(line));
 }
 
 fn line_bytes(line: &WatchLine) -> Vec<u8> {
