@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{fake_daemon, sample_status, TempDir};
+use support::{backup_status, fake_daemon, sample_status, TempDir};
 use vipd::control::observe::Observer;
 use vipd::control::{self, metrics, Status};
 use vipd::time::Instant;
@@ -128,16 +128,17 @@ fn metrics_page_is_pinned() {
     check_pinned("metrics.txt", &page);
 }
 
-/// Run vipctl against a control socket served by a stand-in daemon.
-async fn vipctl(args: &[&str]) -> std::process::Output {
+/// Run vipctl against a control socket served by a stand-in daemon that
+/// answers with the sample status; it must exit with `code`.
+async fn vipctl(args: &[&str], code: i32) -> std::process::Output {
+    vipctl_with(sample_status(), args, code).await
+}
+
+async fn vipctl_with(st: Status, args: &[&str], code: i32) -> std::process::Output {
     let dir = TempDir::new("ctl-status");
     let sock = dir.path().join("vipd.sock");
     let listener = control::bind(&sock).unwrap();
-    let server = tokio::spawn(control::serve(
-        listener,
-        fake_daemon(sample_status()),
-        Default::default(),
-    ));
+    let server = tokio::spawn(control::serve(listener, fake_daemon(st), Default::default()));
     let mut argv: Vec<String> = vec![
         "--socket".into(),
         sock.display().to_string(),
@@ -155,23 +156,89 @@ async fn vipctl(args: &[&str]) -> std::process::Output {
     .expect("vipctl finishes")
     .expect("run vipctl");
     server.abort();
-    assert!(
-        out.status.success(),
+    assert_eq!(
+        out.status.code(),
+        Some(code),
         "vipctl {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     out
 }
 
+/// The sample has an instance in FAULT and a UDP virtual server with no
+/// backend serving: `status` says so and exits 1, in both forms.
 #[tokio::test]
 async fn vipctl_status_text_is_pinned() {
-    let out = vipctl(&["status"]).await;
+    let out = vipctl(&["status"], 1).await;
     check_pinned("status.txt", &String::from_utf8(out.stdout).unwrap());
 }
 
 #[tokio::test]
 async fn vipctl_status_json_is_the_status() {
-    let out = vipctl(&["status", "--json"]).await;
+    let out = vipctl(&["status", "--json"], 1).await;
     let got: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(got, serde_json::to_value(sample_status()).unwrap());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("instance VI_6 is in FAULT (no source address)"), "{err}");
+    assert!(err.contains("virtual server syslog has no healthy backend"), "{err}");
+}
+
+/// Exit status 0 only when every instance is out of FAULT and every virtual
+/// server has a backend that takes new connections; each alone makes it 1.
+#[tokio::test]
+async fn vipctl_status_exit_code_follows_the_health() {
+    let mut fine = sample_status();
+    fine.instances.remove(1);
+    fine.virtual_servers[1].backends[0].serving = true;
+    vipctl_with(fine.clone(), &["status"], 0).await;
+    vipctl_with(fine.clone(), &["status", "--json"], 0).await;
+    let mut no_backend = fine.clone();
+    for b in &mut no_backend.virtual_servers[0].backends {
+        b.serving = false;
+    }
+    let out = vipctl_with(no_backend, &["status"], 1).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("PROBLEM: virtual server ingest has no healthy backend (1 of 3 up"),
+        "{text}"
+    );
+    let mut fault = fine;
+    fault.instances[0].router.state = vipd::vrrp::State::Fault;
+    vipctl_with(fault, &["status", "--json"], 1).await;
+}
+
+/// No daemon: exit 2, distinct from "the daemon reports a problem".
+#[test]
+fn vipctl_without_a_daemon_exits_2() {
+    let dir = TempDir::new("ctl-none");
+    for cmd in [&["status"][..], &["status", "--json"], &["explain", "VI_1"], &["watch"]] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vipctl"))
+            .arg("--socket")
+            .arg(dir.path().join("none.sock"))
+            .args(cmd)
+            .output()
+            .expect("run vipctl");
+        assert_eq!(out.status.code(), Some(2), "{cmd:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("cannot connect"),
+            "{cmd:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn vipctl_explain_text_is_pinned() {
+    let out = vipctl_with(backup_status(), &["explain", "VI_1"], 0).await;
+    let text = String::from_utf8(out.stdout).unwrap();
+    // The time of day depends on the wall clock: everything else is pinned.
+    let cut = text.find(" (at ").expect("time of the last transition");
+    let end = cut + text[cut..].find(')').unwrap();
+    let stable = format!("{}{}", &text[..cut], &text[end + 1..]);
+    check_pinned("explain.txt", &stable);
+    let out = vipctl_with(backup_status(), &["explain", "VI_1", "--json"], 0).await;
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got, serde_json::to_value(&backup_status().instances[0]).unwrap());
+    let out = vipctl_with(backup_status(), &["explain", "nope"], 1).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no instance \"nope\" (running: VI_1, VI_6)"), "{err}");
 }

@@ -132,8 +132,8 @@ impl Pair {
             Duration::from_millis(50),
             || {
                 let out = self.vipctl(n, &["status", "--json"]);
-                out.status
-                    .success()
+                // 0: all fine, 1: FAULT or no healthy backend (still a status); 2: no daemon.
+                matches!(out.status.code(), Some(0 | 1))
                     .then(|| serde_json::from_slice(&out.stdout).ok())
                     .flatten()
             },

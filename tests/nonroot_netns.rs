@@ -110,8 +110,8 @@ impl Nodes {
     }
     fn status(&self, node: &str) -> Option<Value> {
         let out = run(&[VIPCTL, "--socket", &self.sock(node), "status", "--json"]);
-        out.status
-            .success()
+        // 0: all fine, 1: FAULT or no healthy backend (still a status); 2: no daemon.
+        matches!(out.status.code(), Some(0 | 1))
             .then(|| serde_json::from_slice(&out.stdout).ok())
             .flatten()
     }

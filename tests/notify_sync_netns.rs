@@ -69,7 +69,8 @@ impl Nodes {
             "status",
             "--json",
         ]);
-        if !out.status.success() {
+        // 0: all fine, 1: an instance in FAULT (still a status); 2: no daemon.
+        if !matches!(out.status.code(), Some(0 | 1)) {
             return None;
         }
         serde_json::from_slice(&out.stdout).ok()

@@ -1,4 +1,6 @@
 //! vipctl: inspect and steer a running vipd through its control socket.
+//! Rendering lives in `vipd::control::render`; this file maps commands to
+//! requests and outcomes to exit codes.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 use std::path::PathBuf;
@@ -6,16 +8,29 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand};
-use vipd::control::{self, InstanceStatus, Request, Response, Status, VirtualServerStatus};
+use vipd::control::watch::Received;
+use vipd::control::{self, render, Request, Response, Status};
+
+/// Exit status: all fine.
+const OK: u8 = 0;
+/// `status`: an instance in FAULT or a virtual server without a healthy
+/// backend; other commands: the daemon refused the request.
+const PROBLEM: u8 = 1;
+/// The daemon could not be reached (or answered nonsense), or bad usage.
+const NO_DAEMON: u8 = 2;
 
 #[derive(Parser, Debug)]
 #[command(
     name = "vipctl",
     version,
     about = "Inspect and control a running vipd",
-    after_long_help = "Permissions: the control socket is 0660, group vipd; `status` is answered to anyone who \
+    after_long_help = "Permissions: the control socket is 0660, group vipd; `status`, `explain` and `watch` are answered to anyone who \
 can connect, changes (reload, backend) need root, the daemon's user or group vipd (add operators with \
-`adduser NAME vipd`)."
+`adduser NAME vipd`).
+
+Exit status: 0 fine; 1 `status` found an instance in FAULT or a virtual server without a healthy \
+backend, or the daemon refused the request; 2 the daemon could not be reached (or bad usage); \
+import-keepalived has its own (see its help)."
 )]
 struct Cli {
     /// Control socket of the daemon.
@@ -33,9 +48,24 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// Show every VRRP instance and virtual server.
+    /// Show every VRRP instance and virtual server (exit 1 if one is in trouble).
     Status {
         /// Machine-readable JSON (includes every counter).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Why an instance is in its state, with this priority: trackers, master
+    /// seen, Master_Down countdown, preempt_delay, last transition, discards.
+    Explain {
+        /// Instance name (the NAME of [vrrp_instance.NAME]).
+        instance: String,
+        /// The instance's status as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A snapshot, then every transition, priority and backend health change as it happens.
+    Watch {
+        /// One JSON object per line.
         #[arg(long)]
         json: bool,
     },
@@ -86,6 +116,8 @@ fn main() -> ExitCode {
     let (req, json) = match cmd {
         Cmd::ImportKeepalived(args) => return vipd::keepalived::cli::run(args),
         Cmd::Status { json } => (Request::Status {}, *json),
+        Cmd::Explain { json, .. } => (Request::Status {}, *json),
+        Cmd::Watch { json } => return watch(&cli, timeout, *json),
         Cmd::Backend {
             state,
             virtual_server,
@@ -124,213 +156,116 @@ fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => {
             eprintln!("vipctl: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(NO_DAEMON);
         }
     };
-    print_response(&resp, json)
+    print_response(cmd, &resp, json)
 }
 
-fn print_response(resp: &Response, json: bool) -> ExitCode {
+fn print_response(cmd: &Cmd, resp: &Response, json: bool) -> ExitCode {
     if !resp.ok {
         eprintln!("vipctl: {}", resp.error.as_deref().unwrap_or("request failed"));
-        return ExitCode::from(1);
+        return ExitCode::from(PROBLEM);
     }
-    if let Some(st) = &resp.status {
-        if json {
-            match serde_json::to_string_pretty(st) {
-                Ok(s) => println!("{s}"),
-                Err(e) => {
-                    eprintln!("vipctl: {e}");
-                    return ExitCode::from(1);
-                }
-            }
-        } else {
-            print!("{}", render_status(st));
-        }
+    match (cmd, &resp.status) {
+        (Cmd::Explain { instance, .. }, Some(st)) => explain(st, instance, json),
+        (_, Some(st)) => status(st, json),
+        _ => message(resp),
     }
+}
+
+fn message(resp: &Response) -> ExitCode {
     if let Some(m) = &resp.message {
         println!("{m}");
     }
-    ExitCode::SUCCESS
+    ExitCode::from(OK)
 }
 
-fn fmt_interval(us: u64) -> String {
-    if us % 1_000_000 == 0 {
-        format!("{}s", us / 1_000_000)
-    } else {
-        format!("{}ms", us / 1000)
-    }
-}
-
-/// Human-readable status.
-fn render_status(st: &Status) -> String {
-    use std::fmt::Write;
-    let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "vipd {}  config {}  up {}s  reloads {} (failed {})",
-        st.router_id,
-        st.config_file.display(),
-        st.uptime_s,
-        st.reloads,
-        st.reload_failures
-    );
-    let _ = writeln!(o, "\nVRRP instances:");
-    let _ = writeln!(
-        o,
-        "  {:<16} {:>4} {:<8} {:<7} {:>9} {:<26} {:>8}  VIPs",
-        "NAME", "VRID", "IFACE", "STATE", "PRIO", "MASTER", "ADVERT"
-    );
-    for i in &st.instances {
-        render_instance(&mut o, i);
-    }
-    if !st.virtual_servers.is_empty() {
-        let _ = writeln!(o, "\nVirtual servers:");
-        for vs in &st.virtual_servers {
-            render_vs(&mut o, vs);
+fn print_json<T: serde::Serialize>(v: &T) -> bool {
+    match serde_json::to_string_pretty(v) {
+        Ok(s) => {
+            println!("{s}");
+            true
+        }
+        Err(e) => {
+            eprintln!("vipctl: {e}");
+            false
         }
     }
-    o
 }
 
-fn render_instance(o: &mut String, i: &InstanceStatus) {
-    use std::fmt::Write;
-    let r = &i.router;
-    let prio = if r.base_priority == r.effective_priority {
-        format!("{}", r.base_priority)
+fn status(st: &Status, json: bool) -> ExitCode {
+    if json {
+        if !print_json(st) {
+            return ExitCode::from(NO_DAEMON);
+        }
     } else {
-        format!("{}/{}", r.effective_priority, r.base_priority)
+        print!("{}", render::status(st));
+    }
+    let verdict = render::Verdict::of(st);
+    if json {
+        for p in &verdict.problems {
+            eprintln!("vipctl: {p}");
+        }
+    }
+    ExitCode::from(if verdict.ok() { OK } else { PROBLEM })
+}
+
+fn explain(st: &Status, name: &str, json: bool) -> ExitCode {
+    let Some(i) = st.instances.iter().find(|i| i.router.name == name) else {
+        let names: Vec<&str> = st.instances.iter().map(|i| i.router.name.as_str()).collect();
+        eprintln!("vipctl: no instance {name:?} (running: {})", names.join(", "));
+        return ExitCode::from(PROBLEM);
     };
-    let master = match (r.master_addr, r.master_priority) {
-        (Some(a), Some(p)) => format!("{a} ({p})"),
-        (Some(a), None) => a.to_string(),
-        _ => "-".to_string(),
-    };
-    let vips: Vec<String> = r.vips.iter().map(|v| v.to_string()).collect();
-    let _ = writeln!(
-        o,
-        "  {:<16} {:>4} {:<8} {:<7} {:>9} {:<26} {:>8}  {}",
-        r.name,
-        r.vrid,
-        i.interface,
-        r.state.name(),
-        prio,
-        master,
-        fmt_interval(r.master_adver_interval_us),
-        vips.join(",")
-    );
-    let c = &r.counters;
-    let discards: u64 = c.discards.values().sum();
-    let mut line = format!(
-        "      adverts sent {} received {}  transitions {}  discarded {}",
-        c.adverts_sent, c.adverts_received, c.transitions, discards
-    );
-    if discards > 0 {
-        let parts: Vec<String> = c
-            .discards
-            .iter()
-            .filter(|(_, n)| **n > 0)
-            .map(|(k, n)| format!("{k}={n}"))
-            .collect();
-        let _ = write!(line, " ({})", parts.join(" "));
+    if json {
+        return ExitCode::from(if print_json(i) { OK } else { NO_DAEMON });
     }
-    if i.vips_readded > 0 {
-        let _ = write!(line, "  vips re-added {}", i.vips_readded);
-    }
-    if !i.link_up {
-        line.push_str("  LINK DOWN");
-    }
-    if r.demoted {
-        line.push_str("  DEMOTED (vipctl promote)");
-    }
-    if let Some(g) = &i.sync_group {
-        let _ = write!(line, "  sync group {g}");
-    }
-    let _ = writeln!(o, "{line}");
-    if let Some(t) = &r.last_transition {
-        let _ = writeln!(
-            o,
-            "      last {} -> {} ({}), {:.1} s after start",
-            t.from.name(),
-            t.to.name(),
-            t.reason,
-            t.at_us as f64 / 1e6
-        );
-    }
-    if !i.trackers.is_empty() {
-        let parts: Vec<String> = i
-            .trackers
-            .iter()
-            .map(|t| {
-                let mut s = format!("{} {} {}", t.kind, t.name, t.state);
-                if let Some(v) = t.value {
-                    s.push_str(&format!("={v}"));
+    print!("{}", render::explain(i, wall_ms()));
+    ExitCode::from(OK)
+}
+
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Follow the daemon's events until it stops (exit 0 after its `stopping`
+/// line), the connection is lost (2), or stdout is closed.
+fn watch(cli: &Cli, timeout: Duration, json: bool) -> ExitCode {
+    use std::io::Write;
+    let mut code = NO_DAEMON;
+    let out = std::io::stdout();
+    let r = control::watch::follow(&cli.socket, timeout, |rx| {
+        let mut out = out.lock();
+        match rx {
+            Received::Line(l) => {
+                let text = if json {
+                    serde_json::to_string(&*l).unwrap_or_default()
+                } else {
+                    render::watch_line(&l)
+                };
+                let stopping = matches!(l.event, control::proto::WatchEvent::Stopping { .. });
+                if stopping {
+                    code = OK;
                 }
-                match (t.fault, t.contribution) {
-                    (true, _) => s.push_str(" FAULT"),
-                    (false, 0) => {}
-                    (false, c) => s.push_str(&format!(" {c:+}")),
+                // A closed stdout (`vipctl watch | head`) ends the watch quietly.
+                if writeln!(out, "{text}").and_then(|_| out.flush()).is_err() {
+                    code = OK;
+                    return false;
                 }
-                s
-            })
-            .collect();
-        let _ = writeln!(o, "      tracking: {}", parts.join(", "));
+                !stopping
+            }
+            Received::Closed => {
+                eprintln!("vipctl: connection to vipd lost (it did not announce a stop)");
+                false
+            }
+        }
+    });
+    if let Err(e) = r {
+        eprintln!("vipctl: {e}");
+        return ExitCode::from(NO_DAEMON);
     }
-    if i.vip_add_failures + i.vip_remove_failures > 0 {
-        let _ = writeln!(
-            o,
-            "      VIP add failures {}  remove failures {}  last error: {}",
-            i.vip_add_failures,
-            i.vip_remove_failures,
-            i.vip_last_error.as_deref().unwrap_or("-")
-        );
-    }
-}
-
-/// An enum as the JSON status names it (e.g. `wrr`, `maint`, `up`).
-fn wire_name<T: serde::Serialize>(v: &T) -> String {
-    match serde_json::to_value(v) {
-        Ok(serde_json::Value::String(s)) => s,
-        Ok(other) => other.to_string(),
-        Err(_) => "?".to_string(),
-    }
-}
-
-fn or_dash(v: Option<&str>) -> &str {
-    v.unwrap_or("-")
-}
-
-fn render_vs(o: &mut String, vs: &VirtualServerStatus) {
-    use std::fmt::Write;
-    let _ = writeln!(
-        o,
-        "  {} {} {} {}  vrrp {}  serving {}  active {}",
-        vs.name,
-        wire_name(&vs.protocol),
-        vs.listen,
-        wire_name(&vs.lb_algo),
-        or_dash(vs.vrrp_instance.as_deref()),
-        vs.serving,
-        vs.active_connections
-    );
-    let _ = writeln!(
-        o,
-        "      {:<24} {:>6} {:<6} {:<8} {:>7} {:>8} {:>12} {:>12}  LAST",
-        "BACKEND", "WEIGHT", "ADMIN", "HEALTH", "ACTIVE", "TOTAL", "BYTES_IN", "BYTES_OUT"
-    );
-    for b in &vs.backends {
-        let _ = writeln!(
-            o,
-            "      {:<24} {:>6} {:<6} {:<8} {:>7} {:>8} {:>12} {:>12}  {}",
-            b.address.to_string(),
-            b.weight,
-            wire_name(&b.admin),
-            wire_name(&b.health),
-            b.active_connections,
-            b.total_connections,
-            b.bytes_in,
-            b.bytes_out,
-            or_dash(b.last_change.as_deref())
-        );
-    }
+    ExitCode::from(code)
 }

@@ -60,9 +60,11 @@ impl CheckSpec {
     }
 }
 
-/// Log a health transition of a backend of virtual server `server`:
+/// Log a health transition of a backend of virtual server `server` (and tell
+/// `vipctl watch`: every transition passes here):
 /// `backend 198.51.100.11:6000 of ingest is DOWN: check failed 2/2: connection refused`.
 pub fn log_health_event(server: &str, ev: &HealthEvent) {
+    crate::control::events::bus().backend_health(server, ev);
     match ev.to {
         Health::Up => tracing::info!(
             virtual_server = server, backend = %ev.address, from = %ev.from,

@@ -34,7 +34,7 @@ pub struct Policy {
 
 /// Requests that only read; everything else changes the daemon.
 pub fn read_only(req: &Request) -> bool {
-    matches!(req, Request::Status {})
+    matches!(req, Request::Status {} | Request::Watch { .. })
 }
 
 impl Policy {
@@ -158,6 +158,8 @@ mod tests {
         let stranger = peer(1000, 1000, &[100]);
         assert!(p.check(Some(&stranger), &Request::Status {}).is_ok());
         assert!(p.check(None, &Request::Status {}).is_ok());
+        // watch is a view too: anyone who may read the status may follow it.
+        assert!(p.check(Some(&stranger), &Request::Watch { marker: 0 }).is_ok());
         let err = p.check(Some(&stranger), &reload).unwrap_err();
         assert!(err.contains("permission denied: `reload`"), "{err}");
         assert!(err.contains("you are uid 1000 gid 1000"), "{err}");

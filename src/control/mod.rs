@@ -1,13 +1,17 @@
 //! SHELL: the control socket. Line-delimited JSON over a unix socket (types in
-//! `proto`): one request line, one response line. Mode 0660, one vipd per socket
-//! (flock on `<socket>.lock`), at most `MAX_CLIENTS` clients, `CLIENT_TIMEOUT` each way;
-//! group `vipd` when it exists, changes only from root, the daemon or that group (`access`).
+//! `proto`): one request line, one response line (`watch`: a stream, see `watch`).
+//! Mode 0660, one vipd per socket (flock on `<socket>.lock`), at most `MAX_CLIENTS`
+//! clients, `CLIENT_TIMEOUT` each way; group `vipd` when it exists, changes only
+//! from root, the daemon or that group (`access`).
 
 pub mod access;
+pub mod events;
 pub mod limit;
 pub mod metrics;
 pub mod observe;
 pub mod proto;
+pub mod render;
+pub mod watch;
 
 use std::fs::File;
 use std::io;
@@ -208,6 +212,8 @@ async fn handle_client(
                 tracing::debug!("control socket: {msg}");
                 Response::error(msg)
             }
+            // A view like status, but a stream: the connection is the watcher's now.
+            Ok(()) if matches!(req, Request::Watch { .. }) => return watch::serve(rd, wr, tx, counters).await,
             Ok(()) => {
                 let (otx, orx) = oneshot::channel();
                 if tx.send((req, otx)).await.is_err() {

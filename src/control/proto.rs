@@ -9,10 +9,11 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::balance::BackendStatus;
+use crate::balance::{BackendStatus, Health};
 // Where the virtual server's protocol and algorithm types live (config today).
 use crate::config::{LbAlgo, Protocol};
 use crate::vrrp::router::RouterStatus;
+use crate::vrrp::{ChecksumForm, State};
 
 /// Largest request line accepted, in bytes (newline excluded).
 pub const MAX_REQUEST: usize = 64 * 1024;
@@ -43,10 +44,17 @@ pub enum Request {
     },
     /// Undo `demote`.
     Promote { instance: String },
+    /// Follow events: a snapshot, then one [`WatchLine`] per event (see `control::watch`).
+    Watch {
+        /// Set by the control server, never by a client: where on the event bus
+        /// the daemon took the snapshot (`control::events::Bus::mark`).
+        #[serde(skip)]
+        marker: u64,
+    },
 }
 
 /// The `cmd` of every [`Request`] variant.
-pub const COMMANDS: [&str; 5] = ["status", "backend", "reload", "demote", "promote"];
+pub const COMMANDS: [&str; 6] = ["status", "backend", "reload", "demote", "promote", "watch"];
 
 /// Admin states a `backend` request may set.
 pub const BACKEND_STATES: [&str; 3] = ["ready", "drain", "maint"];
@@ -60,6 +68,7 @@ impl Request {
             Request::Reload {} => "reload",
             Request::Demote { .. } => "demote",
             Request::Promote { .. } => "promote",
+            Request::Watch { .. } => "watch",
         }
     }
 }
@@ -163,6 +172,9 @@ pub struct InstanceStatus {
     pub sync_group: Option<String>,
     #[serde(flatten)]
     pub router: RouterStatus,
+    /// Live timers and the last peer facts, for `vipctl explain`.
+    #[serde(flatten)]
+    pub explain: InstanceExplain,
 }
 
 /// One virtual server of the balancer.
@@ -322,6 +334,109 @@ impl Status {
     }
 }
 
+// --- vipctl explain and watch -------------------------------------------
+
+/// What `vipctl explain` adds to an instance's status: the timers as time left
+/// when the status was taken, and what was last heard. Every field is absent
+/// (null) when it does not apply, and in the status of an older vipd.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceExplain {
+    /// A backup's Master_Down_Timer: microseconds until it fires.
+    #[serde(default)]
+    pub master_down_in_us: Option<u64>,
+    /// Master_Down_Interval at the current priority and interval in use.
+    #[serde(default)]
+    pub master_down_interval_us: Option<u64>,
+    /// A backup waiting out `preempt_delay`: microseconds left.
+    #[serde(default)]
+    pub preempt_in_us: Option<u64>,
+    /// Age of the master's last advert (a backup's view), microseconds.
+    #[serde(default)]
+    pub master_advert_age_us: Option<u64>,
+    /// Interval the master advertises, microseconds.
+    #[serde(default)]
+    pub master_advert_interval_us: Option<u64>,
+    /// Checksum form of the master's last advert.
+    #[serde(default)]
+    pub master_checksum_form: Option<ChecksumForm>,
+    /// Checksum form we send (v3 over IPv4 follows the peers).
+    #[serde(default)]
+    pub checksum_form_sent: Option<ChecksumForm>,
+    /// Age of `last_transition`, microseconds.
+    #[serde(default)]
+    pub last_transition_age_us: Option<u64>,
+    /// The last discarded packet: why, from whom, how long ago.
+    #[serde(default)]
+    pub last_discard: Option<LastDiscard>,
+}
+
+/// The last packet an instance discarded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastDiscard {
+    /// `RxError::name()`, as in the discard counters.
+    pub reason: String,
+    pub src: Option<IpAddr>,
+    pub age_us: u64,
+}
+
+/// One line of the `watch` stream, in order: a snapshot, then events.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WatchLine {
+    /// Wall clock when the daemon published it, milliseconds since the Unix epoch.
+    pub unix_ms: u64,
+    #[serde(flatten)]
+    pub event: WatchEvent,
+}
+
+/// What a watcher is told.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum WatchEvent {
+    /// The whole status, once, first: the events that follow are news to it.
+    Snapshot { status: Box<Status> },
+    /// An instance changed state.
+    Transition {
+        instance: String,
+        vrid: u8,
+        from: State,
+        to: State,
+        reason: String,
+        /// Effective priority after the change.
+        priority: u8,
+    },
+    /// An instance's effective priority changed (tracking).
+    Priority {
+        instance: String,
+        vrid: u8,
+        from: u8,
+        to: u8,
+        base: u8,
+    },
+    /// A backend's health changed (active check or passive failure).
+    Backend {
+        virtual_server: String,
+        address: SocketAddr,
+        from: Health,
+        to: Health,
+        reason: String,
+    },
+    /// This watcher read too slowly: `dropped` events are lost to it.
+    Lagged { dropped: u64 },
+    /// vipd is stopping; the last line of the stream.
+    Stopping { reason: String },
+}
+
+impl WatchLine {
+    /// `event` stamped with the wall clock now.
+    pub fn now(event: WatchEvent) -> WatchLine {
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        WatchLine { unix_ms, event }
+    }
+}
+
 /// The answer to one request.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Response {
@@ -403,6 +518,7 @@ mod tests {
             Request::Promote {
                 instance: "VI_1".into(),
             },
+            Request::Watch { marker: 0 },
         ];
         for r in all {
             assert!(COMMANDS.contains(&r.cmd()));
@@ -462,7 +578,7 @@ mod tests {
     fn errors_read_well() {
         assert_eq!(
             err(r#"{"cmd":"explode"}"#).to_string(),
-            "unknown command \"explode\" (expected one of status, backend, reload, demote, promote)"
+            "unknown command \"explode\" (expected one of status, backend, reload, demote, promote, watch)"
         );
         assert_eq!(
             RequestError::BadState("up".into()).to_string(),

@@ -250,6 +250,7 @@ impl Daemon {
         self.obs
             .on_actions(&x.cfg.name, &actions, x.router.knows_master(), self.clock.now());
         self.sync.dirty |= self.insts.list[i].cfg.sync_group.is_some();
+        self.events.note(&self.insts.list[i], &actions);
         for a in actions {
             match a {
                 Action::SendAdvert { advert, checksum_form } => self.send_advert(i, &advert, checksum_form),

@@ -7,6 +7,7 @@
 //! repair), `reload` (reload, control requests, status), `notify` (notify
 //! script queues), `sync` (sync groups), `systemd`.
 
+mod events;
 mod facts;
 mod handover;
 mod instances;
@@ -129,6 +130,7 @@ pub struct Daemon {
     track_sink: crate::track::Sink,
     notifier: notify::Notifier,
     sync: sync::SyncGroups,
+    events: events::Publisher,
 }
 
 impl Daemon {
@@ -199,6 +201,7 @@ impl Daemon {
             track_sink,
             notifier: notify::Notifier::default(),
             sync: sync::SyncGroups::default(),
+            events: events::Publisher::default(),
         };
         d.refresh_now().await;
         d.sync_vmacs(true).await;
@@ -363,6 +366,7 @@ impl Daemon {
         }
         self.links.restore_sysctls().await;
         let _ = std::fs::remove_file(&self.cfg.global.control_socket);
+        self.tell_watchers_stopping(why).await;
     }
 }
 

@@ -145,6 +145,7 @@ impl Daemon {
                 instance, timeout_ms, ..
             } => self.demote(&instance, timeout_ms).await,
             Request::Promote { instance } => self.promote(&instance).await,
+            Request::Watch { marker } => self.on_watch(marker),
         }
     }
 
@@ -177,6 +178,7 @@ impl Daemon {
     }
 
     pub(super) fn status(&self) -> Status {
+        let now = self.clock.now();
         let mut st = Status {
             router_id: self.cfg.global.router_id.clone(),
             config_file: self.path.clone(),
@@ -200,6 +202,7 @@ impl Daemon {
                     trackers: self.trackers_of(i),
                     sync_group: i.cfg.sync_group.clone(),
                     router: i.router.status(),
+                    explain: super::events::explain(&i.router, now),
                 })
                 .collect(),
             virtual_servers: self.balancer.as_ref().map(|b| b.status()).unwrap_or_default(),

@@ -115,6 +115,12 @@ pub struct Router {
     master_addr: Option<IpAddr>,
     master_priority: Option<u8>,
     master_heard_at: Option<Instant>,
+    /// The master's advertised interval and checksum form, from its last
+    /// advert (recorded for `vipctl explain`; no rule reads them).
+    master_interval: Option<Interval>,
+    master_checksum_form: Option<ChecksumForm>,
+    /// The last discarded packet and when (for `vipctl explain`).
+    last_discard: Option<(Discard, Instant)>,
     /// Checksum form to send (v3/IPv4), learnt from the peers (RX5).
     tx_form: ChecksumForm,
     counters: Counters,
@@ -157,6 +163,9 @@ impl Router {
             master_addr: None,
             master_priority: None,
             master_heard_at: None,
+            master_interval: None,
+            master_checksum_form: None,
+            last_discard: None,
             counters,
             last_transition: None,
             demoted: false,
@@ -222,6 +231,53 @@ impl Router {
         }
     }
 
+    // Read-only views for `vipctl explain` (the shell turns instants into ages).
+
+    /// Effective priority (base adjusted by tracking).
+    pub fn priority(&self) -> u8 {
+        self.priority
+    }
+
+    /// The last state change and why.
+    pub fn last_transition(&self) -> Option<&LastTransition> {
+        self.last_transition.as_ref()
+    }
+
+    /// When Master_Down_Timer fires (a backup's; `None` otherwise).
+    pub fn master_down_at(&self) -> Option<Instant> {
+        self.master_down_timer.filter(|_| self.state == State::Backup)
+    }
+
+    /// Master_Down_Interval with the current priority and interval in use.
+    pub fn master_down_interval(&self) -> Micros {
+        self.mdi()
+    }
+
+    /// When a waiting `preempt_delay` ends (a backup's; `None` otherwise).
+    pub fn preempt_at(&self) -> Option<Instant> {
+        self.preempt_deadline.filter(|_| self.state == State::Backup)
+    }
+
+    /// When the master's last advert was accepted (or ignored under preempt).
+    pub fn master_heard_at(&self) -> Option<Instant> {
+        self.master_heard_at
+    }
+
+    /// Interval and checksum form of the master's last advert.
+    pub fn master_advert_form(&self) -> Option<(Interval, ChecksumForm)> {
+        self.master_interval.zip(self.master_checksum_form)
+    }
+
+    /// The checksum form we send (v3 over IPv4: learnt from the peers).
+    pub fn tx_checksum_form(&self) -> ChecksumForm {
+        self.tx_form
+    }
+
+    /// The last discarded packet and when it came.
+    pub fn last_discard(&self) -> Option<(&Discard, Instant)> {
+        self.last_discard.as_ref().map(|(d, t)| (d, *t))
+    }
+
     fn my_interval(&self) -> Micros {
         self.cfg.advert_interval.to_micros()
     }
@@ -252,8 +308,9 @@ impl Router {
         }
     }
 
-    fn discard(&mut self, d: Discard) -> Vec<Action> {
+    fn discard(&mut self, now: Instant, d: Discard) -> Vec<Action> {
         *self.counters.discards.entry(d.reason.name().to_string()).or_insert(0) += 1;
+        self.last_discard = Some((d.clone(), now));
         vec![Action::Discarded(d)]
     }
 
@@ -272,7 +329,7 @@ impl Router {
                 }
                 self.change_state(now, State::Initialize, Reason::Shutdown)
             }
-            Input::Advert(Err(d)) => self.discard(d),
+            Input::Advert(Err(d)) => self.discard(now, d),
             Input::Advert(Ok(r)) => self.on_advert(now, r),
             Input::Tick => self.on_tick(now),
             Input::LinkUp => {
@@ -374,11 +431,14 @@ impl Router {
     /// the current state.
     fn on_advert(&mut self, now: Instant, r: Received) -> Vec<Action> {
         if let Some(reason) = self.rx_check(&r) {
-            return self.discard(Discard {
-                reason,
-                vrid: Some(r.advert.vrid),
-                src: Some(r.src),
-            });
+            return self.discard(
+                now,
+                Discard {
+                    reason,
+                    vrid: Some(r.advert.vrid),
+                    src: Some(r.src),
+                },
+            );
         }
         let mut out = self.accept(&r);
         match self.state {
@@ -458,6 +518,8 @@ impl Router {
         self.master_addr = Some(r.src);
         self.master_priority = Some(prio);
         self.master_heard_at = Some(now);
+        self.master_interval = Some(r.advert.interval);
+        self.master_checksum_form = Some(r.checksum_form);
         if accept {
             // SM6: adopt the master's interval (v3, RX10) and reset the timer.
             out.extend(self.adopt_interval(r.advert.interval, r.src));
@@ -510,6 +572,8 @@ impl Router {
             self.master_addr = Some(r.src);
             self.master_priority = Some(prio);
             self.master_heard_at = Some(now);
+            self.master_interval = Some(r.advert.interval);
+            self.master_checksum_form = Some(r.checksum_form);
             let reason = if prio > self.priority {
                 Reason::HigherPriority {
                     priority: prio,

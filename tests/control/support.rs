@@ -11,11 +11,11 @@ use tokio::sync::mpsc;
 use vipd::balance::{Admin, BackendId, BackendStatus, Health};
 // Where the virtual server's protocol and algorithm types live (config today).
 use vipd::config::{LbAlgo, Protocol};
-use vipd::control::proto::StreamCounts;
+use vipd::control::proto::{InstanceExplain, LastDiscard, StreamCounts};
 use vipd::control::{Envelope, InstanceStatus, Request, Response, Status, VirtualServerStatus};
 use vipd::time::Instant;
 use vipd::vrrp::router::{Counters, LastTransition, RouterStatus};
-use vipd::vrrp::State;
+use vipd::vrrp::{ChecksumForm, State};
 
 static N: AtomicU32 = AtomicU32::new(0);
 
@@ -39,6 +39,58 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// A backup of VI_1 as `vipctl explain` sees it: a master heard, the
+/// Master_Down timer running, preempt_delay pending.
+pub fn backup_status() -> Status {
+    let mut st = sample_status();
+    let i = &mut st.instances[0];
+    i.source = Some(ip("192.0.2.2"));
+    let tracker = |kind: &str, name: &str, weight: i32, state: &str, value: Option<i64>| vipd::track::TrackerStatus {
+        kind: kind.into(),
+        name: name.into(),
+        weight,
+        state: state.into(),
+        contribution: 0,
+        fault: false,
+        value,
+    };
+    i.trackers = vec![
+        tracker("interface", "eth1", 0, "up", None),
+        tracker("script", "chk_nginx", -20, "up", None),
+        tracker("file", "prio_file", 1, "up", Some(0)),
+    ];
+    let r = &mut i.router;
+    r.state = State::Backup;
+    r.base_priority = 100;
+    r.effective_priority = 100;
+    r.master_addr = Some(ip("192.0.2.1"));
+    r.master_priority = Some(150);
+    r.advert_interval_us = 100_000;
+    r.master_adver_interval_us = 100_000;
+    r.last_transition = Some(LastTransition {
+        from: State::Initialize,
+        to: State::Backup,
+        reason: "startup".into(),
+        at_us: 1_000,
+    });
+    i.explain = InstanceExplain {
+        master_down_in_us: Some(287_000),
+        master_down_interval_us: Some(360_937),
+        preempt_in_us: Some(4_500_000),
+        master_advert_age_us: Some(73_000),
+        master_advert_interval_us: Some(100_000),
+        master_checksum_form: Some(ChecksumForm::PseudoHeader),
+        checksum_form_sent: Some(ChecksumForm::PseudoHeader),
+        last_transition_age_us: Some(252_000_000),
+        last_discard: Some(LastDiscard {
+            reason: "bad_ttl".into(),
+            src: Some(ip("192.0.2.99")),
+            age_us: 12_000_000,
+        }),
+    };
+    st
 }
 
 /// Stands in for the daemon's main loop: answers `status` with `st`, anything else with a message.
@@ -147,6 +199,16 @@ pub fn sample_status() -> Status {
             }),
             demoted: false,
         },
+        explain: InstanceExplain {
+            checksum_form_sent: Some(ChecksumForm::PseudoHeader),
+            last_transition_age_us: Some(3_596_390_625),
+            last_discard: Some(LastDiscard {
+                reason: "bad_ttl".into(),
+                src: Some(ip("192.0.2.99")),
+                age_us: 12_000_000,
+            }),
+            ..InstanceExplain::default()
+        },
     };
     let v6 = InstanceStatus {
         interface: "eth1".into(),
@@ -180,6 +242,10 @@ pub fn sample_status() -> Status {
                 at_us: 12_500_000,
             }),
             demoted: false,
+        },
+        explain: InstanceExplain {
+            last_transition_age_us: Some(3_587_500_000),
+            ..InstanceExplain::default()
         },
     };
     let tcp = VirtualServerStatus {
