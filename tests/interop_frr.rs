@@ -383,26 +383,8 @@ impl Net {
              virtual_ipaddress {{\n        {}\n    }}\n}}\n",
             self.fam.vip_cidr()
         );
-        let d = self.lab.dir.clone();
-        let path = d.join("keepalived.conf");
-        std::fs::write(&path, conf).unwrap();
         let ns = self.pns.clone();
-        let args = [
-            "keepalived",
-            "--dont-fork",
-            "--log-console",
-            "--log-detail",
-            "--vrrp",
-            "--use-file",
-            &path.display().to_string(),
-            "--pid",
-            &d.join("ka.pid").display().to_string(),
-            "--vrrp_pid",
-            &d.join("ka-vrrp.pid").display().to_string(),
-        ]
-        .map(|s| s.to_string());
-        let argv: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
-        self.lab.spawn("ka", &ns, &argv);
+        self.lab.spawn_keepalived("ka", &ns, &conf, &[]);
     }
 
     fn ka_holds(&self) -> bool {

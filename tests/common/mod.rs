@@ -249,6 +249,23 @@ impl Lab {
         pid
     }
 
+    /// Start keepalived (VRRP only, in the foreground, logging to
+    /// `DIR/<label>.log`) in `ns` with `conf` written to `DIR/<label>.conf`;
+    /// `extra` goes before `--use-file` (e.g. `["-i", "node1"]`). Returns the PID.
+    pub fn spawn_keepalived(&mut self, label: &str, ns: &str, conf: &str, extra: &[&str]) -> u32 {
+        let path = |f: &str| self.dir.join(f).display().to_string();
+        let (file, pid, vrrp_pid) = (
+            path(&format!("{label}.conf")),
+            path(&format!("{label}.pid")),
+            path(&format!("{label}-vrrp.pid")),
+        );
+        std::fs::write(&file, conf).expect("write keepalived.conf");
+        let mut argv = vec!["keepalived", "--dont-fork", "--log-console", "--log-detail", "--vrrp"];
+        argv.extend_from_slice(extra);
+        argv.extend_from_slice(&["--use-file", &file, "--pid", &pid, "--vrrp_pid", &vrrp_pid]);
+        self.spawn(label, ns, &argv)
+    }
+
     /// Send `sig` to a child we started (by label), and reap it if it exits
     /// within `wait`. Returns the exit status if it ended.
     pub fn signal(&mut self, label: &str, sig: i32, wait: Duration) -> Option<std::process::ExitStatus> {
