@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const VIPD: &str = env!("CARGO_BIN_EXE_vipd");
-const VIPCTL: &str = env!("CARGO_BIN_EXE_vipctl");
 const VIP: &str = "192.0.2.100";
 const VIP2: &str = "192.0.2.101";
 
@@ -57,23 +56,7 @@ impl Nodes {
         p.display().to_string()
     }
     fn status(&self, node: &str) -> Option<Value> {
-        let ns = self.lab.ns(node);
-        let out = run(&[
-            "ip",
-            "netns",
-            "exec",
-            &ns,
-            VIPCTL,
-            "--socket",
-            &self.sock(node),
-            "status",
-            "--json",
-        ]);
-        // 0: all fine, 1: an instance in FAULT (still a status); 2: no daemon.
-        if !matches!(out.status.code(), Some(0 | 1)) {
-            return None;
-        }
-        serde_json::from_slice(&out.stdout).ok()
+        vipctl_status(&self.lab.ns(node), &self.sock(node))
     }
     fn state(&self, node: &str, inst: &str) -> Option<String> {
         let st = self.status(node)?;

@@ -83,22 +83,7 @@ impl Pair {
         ]);
     }
     fn status(&self, node: &str) -> Option<Value> {
-        let out = run(&[
-            "ip",
-            "netns",
-            "exec",
-            &self.ns(node),
-            VIPCTL,
-            "--socket",
-            &self.sock(node),
-            "status",
-            "--json",
-        ]);
-        // 0: all fine, 1: an instance in FAULT (still a status); 2: no daemon.
-        if !matches!(out.status.code(), Some(0 | 1)) {
-            return None;
-        }
-        serde_json::from_slice(&out.stdout).ok()
+        vipctl_status(&self.ns(node), &self.sock(node))
     }
     fn instance(&self, node: &str) -> Option<Value> {
         Some(self.status(node)?["instances"][0].clone())

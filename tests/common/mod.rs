@@ -17,6 +17,27 @@ use std::time::{Duration, Instant};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// `vipctl --socket SOCK status --json` run inside `ns`: the status, or `None`
+/// when no daemon answers. Exit 0 is all fine and 1 an instance in FAULT or a
+/// virtual server without a healthy backend (both still a status); 2 is no daemon.
+pub fn vipctl_status(ns: &str, sock: &str) -> Option<serde_json::Value> {
+    let out = run(&[
+        "ip",
+        "netns",
+        "exec",
+        ns,
+        env!("CARGO_BIN_EXE_vipctl"),
+        "--socket",
+        sock,
+        "status",
+        "--json",
+    ]);
+    if !matches!(out.status.code(), Some(0 | 1)) {
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
 /// Fails the test clearly when not root (CI always has root).
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.
