@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const VIPD: &str = env!("CARGO_BIN_EXE_vipd");
+const VIPCTL: &str = env!("CARGO_BIN_EXE_vipctl");
 const VIP: &str = "192.0.2.100";
 const VIP2: &str = "192.0.2.101";
 
@@ -416,4 +417,78 @@ fn sync_group_track_script_moves_both_members() {
     n.wait_state("fe1", "VI_2", "fault");
     std::fs::write(&ok, "").expect("create ok file");
     n.wait_holder(&[VIP, VIP2], "fe1");
+}
+
+/// A planned handover of a sync group moves the whole group: `vipctl demote`
+/// of one member on the master node demotes every member there (the peer's
+/// members wait for their whole group), `--wait` answers once the successor
+/// holds them all; `promote` of one member brings the group back (preempt);
+/// SIGTERM of the node hands every member over, no VIP left unheld.
+#[test]
+fn sync_group_demote_promote_and_sigterm_move_the_whole_group() {
+    let _g = netns_lock();
+    let mut n = Nodes::new("sgd", 2);
+    for (node, prio) in [("fe1", 150), ("fe2", 100)] {
+        let body = format!(
+            "{}{}[vrrp_sync_group.G]\ngroup = [\"VI_1\", \"VI_2\"]\n",
+            inst("VI_1", 51, prio, VIP, ""),
+            inst("VI_2", 52, prio, VIP2, ""),
+        );
+        n.write_cfg(node, "", &body);
+    }
+    n.start("fe1");
+    n.wait_holder(&[VIP, VIP2], "fe1");
+    n.start("fe2");
+    n.wait_state("fe2", "VI_1", "backup");
+    n.wait_state("fe2", "VI_2", "backup");
+    let ctl = |args: &[&str]| {
+        let (ns, sock) = (n.lab.ns("fe1"), n.sock("fe1"));
+        let mut argv = vec!["ip", "netns", "exec", &ns, VIPCTL, "--socket", &sock];
+        argv.extend_from_slice(args);
+        let t = Instant::now();
+        let out = run(&argv);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text, t.elapsed())
+    };
+    // Demote one member: both hand over, make-before-break.
+    let (code, text, took) = ctl(&["demote", "VI_1", "--wait"]);
+    eprintln!("demote --wait took {took:?}: {text}");
+    assert_eq!(code, Some(0), "{text}");
+    for vi in ["VI_1", "VI_2"] {
+        assert!(
+            text.contains(&format!("{vi}: handed over to 192.0.2.2")),
+            "{vi} missing: {text}"
+        );
+    }
+    assert!(took < Duration::from_secs(3), "demote --wait took {took:?}");
+    // When --wait answers, the successor holds every member's VIP, alone.
+    assert_eq!((n.holders(VIP), n.holders(VIP2)), (vec!["fe2".to_string()], vec!["fe2".to_string()]));
+    n.wait_state("fe1", "VI_1", "backup");
+    n.wait_state("fe1", "VI_2", "backup");
+    let st = n.status("fe1").expect("status");
+    for k in 0..2 {
+        assert_eq!(st["instances"][k]["demoted"], true, "{st}");
+    }
+    // Promote one member: the group comes back (preempt).
+    let (code, text, _) = ctl(&["promote", "VI_1"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("VI_2: promoted"), "{text}");
+    n.wait_holder(&[VIP, VIP2], "fe1");
+    n.wait_state("fe2", "VI_1", "backup");
+    n.wait_state("fe2", "VI_2", "backup");
+    // SIGTERM with every member master: each is handed over before vipd exits.
+    let st = n
+        .lab
+        .signal("fe1", libc::SIGTERM, Duration::from_secs(10))
+        .expect("vipd exits on SIGTERM");
+    assert!(st.success(), "exit status {st:?}");
+    assert_eq!((n.holders(VIP), n.holders(VIP2)), (vec!["fe2".to_string()], vec!["fe2".to_string()]));
+    let log = n.lab.log("fe1");
+    for vi in ["VI_1", "VI_2"] {
+        assert!(log.contains(&format!("{vi}: handed over to 192.0.2.2")), "{vi}: {log}");
+    }
 }
