@@ -466,7 +466,10 @@ fn sync_group_demote_promote_and_sigterm_move_the_whole_group() {
     }
     assert!(took < Duration::from_secs(3), "demote --wait took {took:?}");
     // When --wait answers, the successor holds every member's VIP, alone.
-    assert_eq!((n.holders(VIP), n.holders(VIP2)), (vec!["fe2".to_string()], vec!["fe2".to_string()]));
+    assert_eq!(
+        (n.holders(VIP), n.holders(VIP2)),
+        (vec!["fe2".to_string()], vec!["fe2".to_string()])
+    );
     n.wait_state("fe1", "VI_1", "backup");
     n.wait_state("fe1", "VI_2", "backup");
     let st = n.status("fe1").expect("status");
@@ -486,7 +489,10 @@ fn sync_group_demote_promote_and_sigterm_move_the_whole_group() {
         .signal("fe1", libc::SIGTERM, Duration::from_secs(10))
         .expect("vipd exits on SIGTERM");
     assert!(st.success(), "exit status {st:?}");
-    assert_eq!((n.holders(VIP), n.holders(VIP2)), (vec!["fe2".to_string()], vec!["fe2".to_string()]));
+    assert_eq!(
+        (n.holders(VIP), n.holders(VIP2)),
+        (vec!["fe2".to_string()], vec!["fe2".to_string()])
+    );
     let log = n.lab.log("fe1");
     for vi in ["VI_1", "VI_2"] {
         assert!(log.contains(&format!("{vi}: handed over to 192.0.2.2")), "{vi}: {log}");

@@ -256,3 +256,60 @@ fn a_member_waits_while_another_still_hears_its_master() {
     assert_eq!(lan.nodes[1].routers[0].poll_at(), None, "waits without a timer");
     assert_eq!(lan.states(0), [State::Master, State::Master]);
 }
+
+/// When member `m` of node `n` removed its VIPs, and its handover's outcome.
+fn released(lan: &Lan, n: usize, m: usize) -> (Option<Instant>, Option<vipd::vrrp::HandoverOutcome>) {
+    let log = &lan.nodes[n].log;
+    let at = log
+        .iter()
+        .find_map(|(t, mm, a)| (*mm == m && matches!(a, Action::RemoveVips(_))).then_some(*t));
+    let o = log.iter().find_map(|(_, mm, a)| match a {
+        Action::HandedOver(o) if *mm == m => Some(o.clone()),
+        _ => None,
+    });
+    (at, o)
+}
+
+/// A planned handover of the group (`vipctl demote` of a member demotes
+/// every member): both send priority 0, the other node's members take over
+/// together after Skew_Time. VI_2's first advert as master is lost: VI_1
+/// hands over and goes BACKUP, but the group does not cut VI_2's handover
+/// short; VI_2 keeps its VIPs until it hears its successor (after its next
+/// priority 0, answered at once) plus the hold.
+#[test]
+fn group_demote_hands_every_member_over_make_before_break() {
+    let mut lan = Lan::new(&[200, 100]);
+    lan.start();
+    lan.run_until(secs(10));
+    for m in 0..2 {
+        lan.input(
+            0,
+            m,
+            Input::Demote {
+                timeout: Micros::from_secs(5),
+            },
+        );
+    }
+    let skew = skew_time(Version::V3, 100, SEC);
+    let at = secs(10) + DELAY + skew;
+    lan.run_until(secs(10) + DELAY + Micros(skew.0 - 1));
+    lan.cut = vec![1];
+    lan.run_until(at);
+    lan.cut = Vec::new();
+    lan.run_until(secs(20));
+    for m in 0..2 {
+        assert_eq!(lan.entered(1, m, State::Master).unwrap().0, at, "member {m}");
+    }
+    assert_eq!(lan.states(0), [State::Backup, State::Backup]);
+    assert_eq!(lan.states(1), [State::Master, State::Master]);
+    let hold = Micros(100_000);
+    let (t0, o0) = released(&lan, 0, 0);
+    assert_eq!(t0, Some(at + DELAY + hold));
+    assert_eq!(o0.and_then(|o| o.successor), Some(addr(1)));
+    // VI_2: priority 0 again at 11 s, answered at once by the new master.
+    let (t1, o1) = released(&lan, 0, 1);
+    let o1 = o1.expect("VI_2 handed over");
+    assert_eq!(o1.successor, Some(addr(1)), "{o1:?}");
+    assert_eq!(t1, Some(secs(11) + DELAY + DELAY + hold));
+    assert_eq!(o1.released_after, Some(Micros(SEC.0 + 2 * DELAY.0 + hold.0)));
+}

@@ -28,10 +28,20 @@ const MAX_HANDOVER: Duration = Duration::from_secs(5);
 /// The daemon's handover book: `--wait` clients and the graceful exit.
 #[derive(Default)]
 pub(super) struct Book {
-    /// `vipctl demote --wait` clients, answered when their instance's handover ends.
-    waiters: Vec<(String, oneshot::Sender<Response>)>,
+    /// `vipctl demote --wait` clients, answered when every instance they
+    /// demoted (a sync group's members) has ended its handover.
+    waiters: Vec<Waiter>,
     /// Set by the first SIGTERM / SIGINT: the signal's name.
     leaving: Option<String>,
+}
+
+/// One `demote --wait`: the instances still handing over, the lines of
+/// those done, whether all succeeded.
+struct Waiter {
+    pending: Vec<String>,
+    lines: Vec<String>,
+    ok: bool,
+    reply: oneshot::Sender<Response>,
 }
 
 /// How long a master waits for a successor before it leaves anyway (SIGTERM)
@@ -78,12 +88,21 @@ impl Daemon {
         {
             let name = instance.clone();
             let resp = self.demote(&name, *timeout_ms).await;
-            let pending = self
-                .insts
-                .position(&name)
-                .is_some_and(|i| self.insts.list[i].router.handing_over());
-            if resp.ok && pending {
-                self.handover.waiters.push((name, reply));
+            let members = self.group_of(&name);
+            // Each member's line follows as its handover ends.
+            let head = self.group_text(&name, &members, "handing over", Vec::new());
+            let pending: Vec<String> = members
+                .into_iter()
+                .filter(|&i| self.insts.list[i].router.handing_over())
+                .map(|i| self.insts.list[i].cfg.name.clone())
+                .collect();
+            if resp.ok && !pending.is_empty() {
+                self.handover.waiters.push(Waiter {
+                    pending,
+                    lines: [head].into_iter().filter(|h| !h.is_empty()).collect(),
+                    ok: true,
+                    reply,
+                });
             } else {
                 let _ = reply.send(resp);
             }
@@ -93,11 +112,59 @@ impl Daemon {
         let _ = reply.send(resp);
     }
 
-    /// `vipctl demote`: priority 1 from now on; a master hands over first.
-    pub(super) async fn demote(&mut self, name: &str, timeout_ms: Option<u64>) -> Response {
+    /// `name` and the other members of its sync group (positions, in the
+    /// group's order), or just `name`; empty when there is no such instance.
+    fn group_of(&self, name: &str) -> Vec<usize> {
         let Some(i) = self.insts.position(name) else {
-            return Response::error(format!("no vrrp_instance {name:?}"));
+            return Vec::new();
         };
+        let group = self.insts.list[i].cfg.sync_group.as_ref();
+        let members = group.and_then(|g| self.cfg.sync_groups.iter().find(|s| &s.name == g));
+        match members {
+            Some(g) if g.members.iter().any(|m| m == name) => {
+                g.members.iter().filter_map(|m| self.insts.position(m)).collect()
+            }
+            _ => vec![i],
+        }
+    }
+
+    /// The lines of one request over a sync group: a header naming the
+    /// members when there are several, then one line per member.
+    fn group_text(&self, name: &str, members: &[usize], what: &str, lines: Vec<String>) -> String {
+        if members.len() < 2 {
+            return lines.join("\n");
+        }
+        let group = self.insts.list[members[0]].cfg.sync_group.clone().unwrap_or_default();
+        let names: Vec<&str> = members.iter().map(|&i| self.insts.list[i].cfg.name.as_str()).collect();
+        let mut text = format!(
+            "{name} is in sync group {group}: {what} every member on this node ({})",
+            names.join(", ")
+        );
+        for l in lines {
+            text.push('\n');
+            text.push_str(&l);
+        }
+        text
+    }
+
+    /// `vipctl demote`: priority 1 from now on; a master hands over first.
+    /// A member of a sync group takes every member of its group on this node
+    /// along (the peer's members take over only as a group, `vrrp/sync.rs`).
+    pub(super) async fn demote(&mut self, name: &str, timeout_ms: Option<u64>) -> Response {
+        let members = self.group_of(name);
+        if members.is_empty() {
+            return Response::error(format!("no vrrp_instance {name:?}"));
+        }
+        let mut lines = Vec::new();
+        for &i in &members {
+            lines.push(self.demote_one(i, timeout_ms).await);
+        }
+        Response::message(self.group_text(name, &members, "demoting", lines))
+    }
+
+    /// Demote instance `i`; the line to report.
+    async fn demote_one(&mut self, i: usize, timeout_ms: Option<u64>) -> String {
+        let name = self.insts.list[i].cfg.name.clone();
         let timeout = timeout_ms
             .map(Micros::from_millis)
             .unwrap_or_else(|| default_timeout(&self.insts.list[i].cfg));
@@ -116,18 +183,30 @@ impl Daemon {
         };
         info!("{msg}");
         self.exec(i, actions).await;
-        Response::message(msg)
+        msg
     }
 
-    /// `vipctl promote`: the configured priority again.
+    /// `vipctl promote`: the configured priority again (every member of a
+    /// sync group on this node, as `demote`).
     pub(super) async fn promote(&mut self, name: &str) -> Response {
-        let Some(i) = self.insts.position(name) else {
+        let members = self.group_of(name);
+        if members.is_empty() {
             return Response::error(format!("no vrrp_instance {name:?}"));
-        };
+        }
+        let mut lines = Vec::new();
+        for &i in &members {
+            lines.push(self.promote_one(i).await);
+        }
+        Response::message(self.group_text(name, &members, "promoting", lines))
+    }
+
+    /// Promote instance `i`; the line to report.
+    async fn promote_one(&mut self, i: usize) -> String {
+        let name = self.insts.list[i].cfg.name.clone();
         let now = self.clock.now();
         let x = &mut self.insts.list[i];
         if !x.router.demoted() {
-            return Response::message(format!("{name}: not demoted"));
+            return format!("{name}: not demoted");
         }
         let actions = x.router.handle(now, Input::Promote);
         self.exec(i, actions).await;
@@ -136,7 +215,7 @@ impl Daemon {
             self.insts.list[i].router.status().effective_priority
         );
         info!("{msg}");
-        Response::message(msg)
+        msg
     }
 
     /// A router finished (or cut short) a handover: log it, answer `--wait`.
@@ -149,15 +228,23 @@ impl Daemon {
             warn!("{text}");
         }
         let ok = o.successor.is_some() && o.released_after.is_some();
-        let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.handover.waiters)
+        for w in self.handover.waiters.iter_mut() {
+            if let Some(k) = w.pending.iter().position(|n| *n == name) {
+                w.pending.remove(k);
+                w.lines.push(text.clone());
+                w.ok &= ok;
+            }
+        }
+        let (done, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.handover.waiters)
             .into_iter()
-            .partition(|(n, _)| *n == name);
+            .partition(|w| w.pending.is_empty());
         self.handover.waiters = rest;
-        for (_, reply) in mine {
-            let _ = reply.send(if ok {
-                Response::message(text.clone())
+        for w in done {
+            let text = w.lines.join("\n");
+            let _ = w.reply.send(if w.ok {
+                Response::message(text)
             } else {
-                Response::error(text.clone())
+                Response::error(text)
             });
         }
     }

@@ -753,6 +753,7 @@ impl Router {
                 && (!self.link_up || self.local_addr.is_none() || self.track_fault.is_some()),
             sync_fault: self.sync.fault.is_some(),
             wants_master: self.sync.wants_master,
+            handing_over: self.handover.is_some(),
         }
     }
 

@@ -36,6 +36,10 @@ pub struct MemberView {
     pub sync_fault: bool,
     /// A backup whose master-down timer fired, waiting for the group.
     pub wants_master: bool,
+    /// A master handing over (demote, SIGTERM): it leaves MASTER by itself
+    /// once its successor advertises; the group does not cut that short.
+    #[serde(default)]
+    pub handing_over: bool,
 }
 
 /// The router's side of group membership (held by `Router`).
@@ -101,7 +105,7 @@ impl Group {
             match backup_staying {
                 Some(b) if settled => {
                     let why = format!("sync group {}: {} is backup", self.name, names[b]);
-                    for k in (0..views.len()).filter(|&k| is(k, State::Master)) {
+                    for k in (0..views.len()).filter(|&k| is(k, State::Master) && !views[k].handing_over) {
                         d.commands.push((k, Command::Backup(why.clone())));
                     }
                 }
@@ -196,6 +200,26 @@ mod tests {
             vec![(1, Command::Backup("sync group G: VI_1 is backup".into()))]
         );
         assert_eq!(d.changed, Some((State::Master, State::Backup)));
+    }
+
+    #[test]
+    fn a_master_handing_over_is_not_cut_short_by_the_group() {
+        let mut g = Group::new("G");
+        g.evaluate(T, &NAMES, &[v(State::Master), v(State::Master)]);
+        // A group demote: VI_1 handed over first; VI_2 still waits for its
+        // successor and keeps its VIPs until then (make-before-break).
+        let leaving = MemberView {
+            handing_over: true,
+            ..v(State::Master)
+        };
+        let d = g.evaluate(T, &NAMES, &[v(State::Backup), leaving]);
+        assert!(d.commands.is_empty(), "{d:?}");
+        // Its demote failed (no successor): still master, now taken to BACKUP.
+        let d = g.evaluate(T, &NAMES, &[v(State::Backup), v(State::Master)]);
+        assert_eq!(
+            d.commands,
+            vec![(1, Command::Backup("sync group G: VI_1 is backup".into()))]
+        );
     }
 
     #[test]
