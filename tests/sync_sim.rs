@@ -313,3 +313,31 @@ fn group_demote_hands_every_member_over_make_before_break() {
     assert_eq!(t1, Some(secs(11) + DELAY + DELAY + hold));
     assert_eq!(o1.released_after, Some(Micros(SEC.0 + 2 * DELAY.0 + hold.0)));
 }
+
+/// SIGTERM of the master node (`Leave` for every member): the other node's
+/// members take over together after Skew_Time and each leaving member keeps
+/// its VIPs until its successor advertised, plus the hold.
+#[test]
+fn group_sigterm_hands_every_member_over() {
+    let mut lan = Lan::new(&[200, 100]);
+    lan.start();
+    lan.run_until(secs(10));
+    for m in 0..2 {
+        lan.input(
+            0,
+            m,
+            Input::Leave {
+                timeout: Micros::from_secs(5),
+            },
+        );
+    }
+    lan.run_until(secs(20));
+    let at = secs(10) + DELAY + skew_time(Version::V3, 100, SEC);
+    assert_eq!(lan.states(0), [State::Initialize, State::Initialize]);
+    for m in 0..2 {
+        assert_eq!(lan.entered(1, m, State::Master).unwrap().0, at, "member {m}");
+        let (t, o) = released(&lan, 0, m);
+        assert_eq!(t, Some(at + DELAY + Micros(100_000)), "member {m}");
+        assert_eq!(o.and_then(|o| o.successor), Some(addr(1)), "member {m}");
+    }
+}

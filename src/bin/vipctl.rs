@@ -83,6 +83,7 @@ enum Cmd {
     Reload,
     /// Hand an instance's VIPs to a backup without a gap (keeps them until the
     /// successor advertises), then stay BACKUP at priority 1 until `promote`.
+    /// A member of a vrrp_sync_group takes every member of its group along.
     /// --timeout: how long to wait for a successor (default 5 s).
     Demote {
         instance: String,
@@ -90,7 +91,7 @@ enum Cmd {
         #[arg(long)]
         wait: bool,
     },
-    /// Undo `demote`: the configured priority again.
+    /// Undo `demote`: the configured priority again (the whole sync group).
     Promote { instance: String },
     /// Convert a keepalived.conf to vipd's TOML (stdout, or -o FILE).
     ///
