@@ -397,6 +397,46 @@ fn tracking_parses_with_keepalived_defaults() {
     assert_eq!((t.files[0].weight, t.processes[0].weight), (1, -30));
 }
 
+/// keepalived 2.2 `reverse`: on a tracker (its default) and on each
+/// reference (overrides it either way).
+#[test]
+fn tracking_reverse() {
+    let text = format!(
+        "[vrrp_script.chk]\nscript = \"/bin/true\"\nweight = -20\nreverse = true\n\
+         [vrrp_script.plain]\nscript = \"/bin/true\"\n\
+         [vrrp_track_file.f]\nfile = \"/run/vipd/prio\"\nreverse = true\n\
+         [vrrp_track_process.p]\nprocess = \"haproxy\"\nreverse = true\n\
+         {TRACK_BASE}track_script = [{{ name = \"chk\" }}, {{ name = \"plain\", weight = 10, reverse = true }}]\n\
+         track_file = [{{ name = \"f\", reverse = false }}]\ntrack_process = [{{ name = \"p\", weight = 3 }}]\n"
+    );
+    let c = config::parse(&text, "t.toml").unwrap();
+    assert!(c.track.scripts["chk"].reverse && !c.track.scripts["plain"].reverse);
+    let t = &c.instances[0].track;
+    let got: Vec<(i32, bool)> = [&t.scripts[0], &t.scripts[1], &t.files[0], &t.processes[0]]
+        .iter()
+        .map(|r| (r.weight, r.reverse))
+        .collect();
+    assert_eq!(got, vec![(-20, true), (10, true), (1, false), (3, true)]);
+    // A sync group's references carry it too.
+    let g = format!(
+        "[vrrp_script.chk]\nscript = \"/bin/true\"\nreverse = true\n[vrrp_sync_group.G]\ngroup = [\"VI_1\", \"VI_2\"]\ntrack_script = [{{ name = \"chk\" }}]\n{TRACK_BASE}\
+         [vrrp_instance.VI_2]\ninterface = \"eth0\"\nvirtual_router_id = 2\nvirtual_ipaddress = [\"192.0.2.101/24\"]\n"
+    );
+    let c = config::parse(&g, "t.toml").unwrap();
+    assert!(c.instances[0].track.scripts[0].reverse);
+    // Not a boolean: a specific error at the key.
+    bad(
+        &format!("[vrrp_script.chk]\nscript = \"/bin/true\"\n{TRACK_BASE}track_script = [{{ name = \"chk\", reverse = \"yes\" }}]\n"),
+        7,
+        &["reverse", "bool"],
+    );
+    bad(
+        "[vrrp_track_file.f]\nfile = \"/run/p\"\nreverse = 1\n",
+        3,
+        &["reverse", "bool"],
+    );
+}
+
 #[test]
 fn tracking_errors() {
     let s = "[vrrp_script.chk]\nscript = \"/bin/true\"\n";

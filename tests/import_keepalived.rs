@@ -258,6 +258,46 @@ fn vrrp_script_and_track_script() {
     }
 }
 
+/// keepalived 2.2's `reverse`: on the definitions' `weight N reverse` and on
+/// the instance's references (`noreverse` undoes a definition's).
+#[test]
+fn reverse_on_scripts_files_and_processes_converts() {
+    let conf = format!(
+        "vrrp_script chk {{\n script \"/bin/true\"\n weight -20 reverse\n}}\n\
+         vrrp_track_file tf {{\n file /run/prio\n weight 3 reverse\n}}\n\
+         vrrp_track_process tp {{\n process haproxy\n weight 10\n}}\n{}",
+        inst(" track_script {\n  chk weight -30 noreverse\n }\n track_file {\n  tf\n }\n track_process {\n  tp weight 5 reverse\n }\n track_interface {\n  eth1 weight 7 reverse\n }")
+    );
+    let (t, nc) = conv(&conf);
+    assert!(!nc, "{t}");
+    assert!(
+        t.contains("[vrrp_script.chk]\nscript = \"/bin/true\"\nweight = -20\nreverse = true\n"),
+        "{t}"
+    );
+    assert!(
+        t.contains("[vrrp_track_file.tf]\nfile = \"/run/prio\"\nweight = 3\nreverse = true\n"),
+        "{t}"
+    );
+    assert!(
+        t.contains("[vrrp_track_process.tp]\nprocess = [\"haproxy\"]\nweight = 10\n"),
+        "{t}"
+    );
+    assert!(t.contains("{ name = \"chk\", weight = -30, reverse = false }"), "{t}");
+    assert!(t.contains("{ name = \"tp\", weight = 5, reverse = true }"), "{t}");
+    assert!(
+        t.contains("{ interface = \"eth1\", weight = 7, reverse = true }"),
+        "{t}"
+    );
+    assert_vipd_accepts(&t);
+    let c = vipd::config::parse(&t, "converted.toml").expect("parses");
+    assert!(c.track.scripts["chk"].reverse && c.track.files["tf"].reverse);
+    let tr = &c.instances[0].track;
+    assert!(!tr.scripts[0].reverse && tr.files[0].reverse && tr.processes[0].reverse);
+    // Anything else after the weight is still refused, with the reason.
+    let (t, nc) = conv("vrrp_script chk {\n script \"/bin/true\"\n weight -20 sideways\n}\n");
+    assert!(nc && t.contains("allowed: weight N [reverse]"), "{t}");
+}
+
 #[test]
 fn notify_scripts() {
     let (t, nc) = conv(&inst(" notify /etc/vipd/notify.sh"));

@@ -230,14 +230,14 @@ impl Cx<'_> {
                     key: &str,
                     table: &str,
                     lim: i64,
-                    default: &dyn Fn(&str) -> Option<i32>|
+                    default: &dyn Fn(&str) -> Option<(i32, bool)>|
          -> R<Vec<TrackRef>> {
             let k = format!("vrrp_sync_group.{name}.{key}");
             let mut out: Vec<TrackRef> = Vec::new();
             for e in list.iter().flatten() {
                 let e = e.get_ref();
                 let n = e.name.get_ref();
-                let Some(dw) = default(n) else {
+                let Some((dw, drev)) = default(n) else {
                     return Err(self.err(&e.name, &format!("{k}.name"), format!("no [{table}.{n}] is configured")));
                 };
                 if out.iter().any(|x| &x.name == n) {
@@ -250,19 +250,20 @@ impl Cx<'_> {
                 out.push(TrackRef {
                     name: n.clone(),
                     weight,
+                    reverse: e.reverse.unwrap_or(drev),
                 });
             }
             Ok(out)
         };
         Ok(InstanceTracking {
             scripts: refs(&r.track_script, "track_script", "vrrp_script", 253, &|n| {
-                t.scripts.get(n).map(|s| s.weight)
+                t.scripts.get(n).map(|s| (s.weight, s.reverse))
             })?,
             files: refs(&r.track_file, "track_file", "vrrp_track_file", 254, &|n| {
-                t.files.get(n).map(|s| s.weight)
+                t.files.get(n).map(|s| (s.weight, s.reverse))
             })?,
             processes: refs(&r.track_process, "track_process", "vrrp_track_process", 254, &|n| {
-                t.processes.get(n).map(|s| s.weight)
+                t.processes.get(n).map(|s| (s.weight, s.reverse))
             })?,
             virtual_servers: Vec::new(),
         })

@@ -68,6 +68,8 @@ pub struct RawScript {
     pub user: Option<Spanned<String>>,
     pub group: Option<Spanned<String>>,
     pub init_fail: Option<bool>,
+    /// keepalived `weight W reverse`.
+    pub reverse: Option<bool>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -77,6 +79,7 @@ pub struct RawFile {
     pub weight: Option<Spanned<i64>>,
     pub init_file: Option<Spanned<InitFile>>,
     pub init_file_overwrite: Option<bool>,
+    pub reverse: Option<bool>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -93,6 +96,7 @@ pub struct RawProcess {
     pub terminate_delay: Option<Spanned<NumOrStr>>,
     /// vipd: how often /proc is scanned (keepalived uses the proc connector).
     pub interval: Option<Spanned<NumOrStr>>,
+    pub reverse: Option<bool>,
 }
 
 /// `{ name = "chk", weight = -20 }` in an instance's `track_script`,
@@ -102,6 +106,8 @@ pub struct RawProcess {
 pub struct RawRef {
     pub name: Spanned<String>,
     pub weight: Option<Spanned<i64>>,
+    /// Overrides the tracker's own `reverse` (keepalived `reverse` / `noreverse`).
+    pub reverse: Option<bool>,
 }
 
 /// `{ name = "web", quorum = 2, weight = -50 }` in `track_virtual_server`.
@@ -136,6 +142,8 @@ pub struct VrrpScript {
     /// `None` = as vipd runs (no `user`, no `global.script_user`).
     pub run_as: Option<RunAs>,
     pub init_fail: bool,
+    /// Default `reverse` for instances that do not set one (keepalived `weight W reverse`).
+    pub reverse: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,6 +155,8 @@ pub struct TrackFile {
     /// Written at start-up when the file is missing (or always with `overwrite`).
     pub init_file: Option<i64>,
     pub overwrite: bool,
+    /// Default `reverse`: the share is value x weight x -1.
+    pub reverse: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -177,6 +187,8 @@ pub struct TrackProcess {
     pub fork_delay: Micros,
     pub terminate_delay: Micros,
     pub interval: Micros,
+    /// Default `reverse`.
+    pub reverse: bool,
 }
 
 /// One tracker an instance follows, with the weight in force for it.
@@ -184,6 +196,10 @@ pub struct TrackProcess {
 pub struct TrackRef {
     pub name: String,
     pub weight: i32,
+    /// keepalived `reverse`: the weight's adjustment goes the other way
+    /// (and weight 0 faults while up), see `daemon::facts`.
+    #[serde(default)]
+    pub reverse: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -343,6 +359,7 @@ impl Cx<'_> {
             fall,
             run_as,
             init_fail: r.init_fail.unwrap_or(false),
+            reverse: r.reverse.unwrap_or(false),
         })
     }
 
@@ -376,6 +393,7 @@ impl Cx<'_> {
             weight,
             init_file,
             overwrite: r.init_file_overwrite.unwrap_or(false),
+            reverse: r.reverse.unwrap_or(false),
         })
     }
 
@@ -466,6 +484,7 @@ impl Cx<'_> {
             fork_delay,
             terminate_delay,
             interval,
+            reverse: r.reverse.unwrap_or(false),
         })
     }
 
@@ -483,13 +502,13 @@ impl Cx<'_> {
                     key: &str,
                     table: &str,
                     lim: i64,
-                    default: &dyn Fn(&str) -> Option<i32>|
+                    default: &dyn Fn(&str) -> Option<(i32, bool)>|
          -> R<Vec<TrackRef>> {
             let mut out: Vec<TrackRef> = Vec::new();
             for e in list.into_iter().flatten() {
                 let e = e.get_ref();
                 let n = e.name.get_ref();
-                let Some(dw) = default(n) else {
+                let Some((dw, drev)) = default(n) else {
                     return Err(self.err(
                         &e.name,
                         &k(&format!("{key}.name")),
@@ -503,22 +522,23 @@ impl Cx<'_> {
                 out.push(TrackRef {
                     name: n.clone(),
                     weight,
+                    reverse: e.reverse.unwrap_or(drev),
                 });
             }
             Ok(out)
         };
         let scripts = refs(r.track_script.as_ref(), "track_script", "vrrp_script", 253, &|n| {
-            t.scripts.get(n).map(|s| s.weight)
+            t.scripts.get(n).map(|s| (s.weight, s.reverse))
         })?;
         let files = refs(r.track_file.as_ref(), "track_file", "vrrp_track_file", 254, &|n| {
-            t.files.get(n).map(|s| s.weight)
+            t.files.get(n).map(|s| (s.weight, s.reverse))
         })?;
         let processes = refs(
             r.track_process.as_ref(),
             "track_process",
             "vrrp_track_process",
             254,
-            &|n| t.processes.get(n).map(|s| s.weight),
+            &|n| t.processes.get(n).map(|s| (s.weight, s.reverse)),
         )?;
         let mut virtual_servers: Vec<TrackVs> = Vec::new();
         let mut seen = BTreeSet::new();

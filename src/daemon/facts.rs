@@ -60,15 +60,22 @@ const FILE_FAULT_BELOW: i64 = -253;
 /// adds value x weight and faults below -253. An address owner (base 255)
 /// ignores weighted trackers (keepalived drops them with a warning) but still
 /// faults on weight-0 ones.
+///
+/// `reverse` (keepalived's `weight_multiplier` -1, vrrp_track.c): the
+/// adjustment is applied in the same state but goes the other way (a
+/// positive weight is subtracted while up, a negative one added while down),
+/// a file adds value x weight x -1, and weight 0 faults while up (a file:
+/// while its value is 0). `state` is always the tracker's own.
 fn share(t: &Tracked, owner: bool) -> (i64, bool, &'static str) {
     let w = i64::from(t.weight);
+    let m: i64 = if t.reverse { -1 } else { 1 };
     let (c, fault, state) = match t.signal {
         Signal::Unknown => (0, false, "unknown"),
-        Signal::Up => (if w > 0 { w } else { 0 }, false, "up"),
-        Signal::Down => (if w < 0 { w } else { 0 }, w == 0, "down"),
-        Signal::Value(v) if w == 0 => (0, v != 0, if v == 0 { "up" } else { "down" }),
+        Signal::Up => (if w > 0 { w * m } else { 0 }, w == 0 && t.reverse, "up"),
+        Signal::Down => (if w < 0 { w * m } else { 0 }, w == 0 && !t.reverse, "down"),
+        Signal::Value(v) if w == 0 => (0, (v != 0) != t.reverse, if v == 0 { "up" } else { "down" }),
         Signal::Value(v) => {
-            let c = v.saturating_mul(w);
+            let c = v.saturating_mul(w).saturating_mul(m);
             (
                 c,
                 c < FILE_FAULT_BELOW,
@@ -83,7 +90,7 @@ fn share(t: &Tracked, owner: bool) -> (i64, bool, &'static str) {
 }
 
 /// What tracking makes of an instance: base priority + the shares of the
-/// tracked interfaces (`is_up(name)`, `reverse` swaps up and down) and of
+/// tracked interfaces (`is_up(name)`) and of
 /// `others` (scripts, files, processes, virtual servers), clamped to
 /// 1..=254; the owner's 255 stays (weights ignored, see [`share`]). The
 /// fault is the first weight-0 tracker that is down, interfaces first.
@@ -94,11 +101,8 @@ pub fn tracked(inst: &Instance, is_up: impl Fn(&str) -> bool, others: &[Tracked]
         kind: "interface",
         name: t.interface.clone(),
         weight: t.weight,
-        signal: if is_up(&t.interface) != t.reverse {
-            Signal::Up
-        } else {
-            Signal::Down
-        },
+        reverse: t.reverse,
+        signal: if is_up(&t.interface) { Signal::Up } else { Signal::Down },
     });
     let mut p = i64::from(base);
     let mut fault = None;
@@ -237,12 +241,12 @@ mod tests {
             let o = tracked(&i, up(set), &[]);
             (o.priority, o.fault)
         };
-        // All up: +20 for p; r is up, reversed = "down": -5.
-        assert_eq!(t(&["f", "p", "n", "r"]), (115, None));
-        // n down: -30; p down: nothing; r down (reversed: up): nothing.
-        assert_eq!(t(&["f"]), (70, None));
+        // All up: +20 for p; r (negative, reversed) adds nothing while up.
+        assert_eq!(t(&["f", "p", "n", "r"]), (120, None));
+        // n down: -30; p down: nothing; r down: -5 x -1 = +5 (keepalived).
+        assert_eq!(t(&["f"]), (75, None));
         // f (weight 0) down: FAULT.
-        assert_eq!(t(&["p", "n", "r"]), (115, Some("interface f".to_string())));
+        assert_eq!(t(&["p", "n", "r"]), (120, Some("interface f".to_string())));
     }
 
     fn trk(kind: &'static str, name: &str, weight: i32, signal: Signal) -> Tracked {
@@ -250,8 +254,63 @@ mod tests {
             kind,
             name: name.into(),
             weight,
+            reverse: false,
             signal,
         }
+    }
+
+    fn rev(kind: &'static str, name: &str, weight: i32, signal: Signal) -> Tracked {
+        Tracked {
+            reverse: true,
+            ..trk(kind, name, weight, signal)
+        }
+    }
+
+    /// keepalived's `reverse` (vrrp_track.c, weight_multiplier -1): same
+    /// state, other direction; weight 0 faults while up; a file's share is
+    /// value x weight x -1.
+    #[test]
+    fn reverse_follows_keepalived() {
+        let i = with_priority(100);
+        let t = |others: &[Tracked]| {
+            let o = tracked(&i, |_: &str| true, others);
+            (o.priority, o.fault)
+        };
+        for kind in ["script", "process"] {
+            // Positive weight: subtracted while up, nothing while down.
+            assert_eq!(t(&[rev(kind, "a", 30, Signal::Up)]), (70, None));
+            assert_eq!(t(&[rev(kind, "a", 30, Signal::Down)]), (100, None));
+            // Negative weight: nothing while up, added (raises) while down.
+            assert_eq!(t(&[rev(kind, "a", -20, Signal::Up)]), (100, None));
+            assert_eq!(t(&[rev(kind, "a", -20, Signal::Down)]), (120, None));
+            // Weight 0: FAULT while up, fine while down; unknown: neither.
+            let name = format!("{kind} a");
+            assert_eq!(t(&[rev(kind, "a", 0, Signal::Up)]), (100, Some(name)));
+            assert_eq!(t(&[rev(kind, "a", 0, Signal::Down)]), (100, None));
+            assert_eq!(t(&[rev(kind, "a", 0, Signal::Unknown)]), (100, None));
+        }
+        // A file: value x weight x -1; weight 0 faults on 0; below -253 faults.
+        assert_eq!(t(&[rev("file", "f", 5, Signal::Value(3))]), (85, None));
+        assert_eq!(t(&[rev("file", "f", 5, Signal::Value(-3))]), (115, None));
+        assert_eq!(
+            t(&[rev("file", "f", 0, Signal::Value(0))]),
+            (100, Some("file f".to_string()))
+        );
+        assert_eq!(t(&[rev("file", "f", 0, Signal::Value(7))]), (100, None));
+        assert_eq!(
+            t(&[rev("file", "f", 2, Signal::Value(127))]),
+            (1, Some("file f".to_string()))
+        );
+        // The status shows the tracker's own state and the reversed share.
+        let o = tracked(&i, |_: &str| true, &[rev("script", "s", 30, Signal::Up)]);
+        assert_eq!((o.trackers[0].state.as_str(), o.trackers[0].contribution), ("up", -30));
+        // An owner keeps 255 and still faults on a reversed weight-0 tracker that is up.
+        let o = tracked(
+            &with_priority(255),
+            |_: &str| true,
+            &[rev("script", "s", 0, Signal::Up)],
+        );
+        assert_eq!((o.priority, o.fault), (255, Some("script s".to_string())));
     }
 
     fn with_priority(p: u8) -> Instance {
@@ -421,6 +480,7 @@ mod tests {
                         kind: "script",
                         name: "chk".into(),
                         weight: -100,
+                        reverse: false,
                         signal: script.signal(),
                     }],
                 );

@@ -194,6 +194,25 @@ fn int(w: Option<&str>) -> Option<i64> {
     w?.trim().parse().ok()
 }
 
+/// `weight N [reverse]` of a vrrp_script / vrrp_track_file /
+/// vrrp_track_process: `Some(reverse)` when well formed.
+fn weight_reverse(c: &Node) -> Option<bool> {
+    int(c.arg(1))?;
+    match c.words.len() {
+        2 => Some(false),
+        3 if c.words[2] == "reverse" => Some(true),
+        _ => None,
+    }
+}
+
+/// `weight = N` and, when reversed, `reverse = true`.
+fn weight_kv(t: &mut Table, v: &str, reverse: Option<bool>) {
+    t.kv("weight", v.to_string());
+    if reverse == Some(true) {
+        t.kv("reverse", "true".into());
+    }
+}
+
 /// A keepalived timer (seconds, may be fractional).
 fn timer(w: Option<&str>) -> Option<f64> {
     w?.trim().parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0)
@@ -791,12 +810,11 @@ impl Cv {
         }
     }
 
-    /// `NAME [weight N [reverse]]` lines of a track_* block into
-    /// `[{ FIELD = NAME, weight = N, reverse = true }]`.
-    /// `reverse` only for track_interface (vipd's tracked scripts, files
-    /// and processes have none).
+    /// `NAME [weight N [reverse|noreverse]]` lines of a track_* block into
+    /// `[{ FIELD = NAME, weight = N, reverse = true }]` (`noreverse`, which
+    /// undoes a tracker's own `reverse`, only on scripts, files, processes).
     fn track_list(&mut self, i: &mut Inst, n: &Node, list: &str, field: &str) {
-        let reverse_ok = list == "track_interface";
+        let noreverse_ok = list != "track_interface";
         for l in n.children() {
             let mut pairs = vec![(field, s(l.key()))];
             let mut bad = None;
@@ -810,8 +828,8 @@ impl Cv {
                         }
                         _ => bad = Some("weight must be -254..=254"),
                     },
-                    ("reverse", _) if reverse_ok => pairs.push(("reverse", "true".into())),
-                    ("reverse", _) => bad = Some("vipd has no reverse here (write the script to exit the other way)"),
+                    ("reverse", _) => pairs.push(("reverse", "true".into())),
+                    ("noreverse", _) if noreverse_ok => pairs.push(("reverse", "false".into())),
                     _ => bad = Some("allowed: NAME [weight N [reverse]]"),
                 }
                 w += 1;
@@ -960,12 +978,8 @@ impl Cv {
                     t.kv(c.key(), secs(timer(Some(v)).unwrap_or(0.0)))
                 }
                 ("rise" | "fall", Some(v)) if int(Some(v)).is_some() => t.kv(c.key(), v.to_string()),
-                ("weight", Some(v)) if int(Some(v)).is_some() && c.words.len() == 2 => t.kv("weight", v.to_string()),
-                ("weight", Some(_)) => self.nc(
-                    &mut t,
-                    c,
-                    "vipd's weight has no reverse (write the script to exit the other way)",
-                ),
+                ("weight", Some(v)) if weight_reverse(c).is_some() => weight_kv(&mut t, v, weight_reverse(c)),
+                ("weight", Some(_)) => self.nc(&mut t, c, "allowed: weight N [reverse]"),
                 ("user", Some(u)) => {
                     t.kv("user", s(u));
                     if let Some(g) = c.arg(2) {
@@ -990,8 +1004,8 @@ impl Cv {
         for c in n.children() {
             match (c.key(), c.arg(1)) {
                 ("file", Some(f)) => t.kv("file", s(f)),
-                ("weight", Some(v)) if int(Some(v)).is_some() && c.words.len() == 2 => t.kv("weight", v.to_string()),
-                ("weight", Some(_)) => self.nc(&mut t, c, "vipd's weight has no reverse"),
+                ("weight", Some(v)) if weight_reverse(c).is_some() => weight_kv(&mut t, v, weight_reverse(c)),
+                ("weight", Some(_)) => self.nc(&mut t, c, "allowed: weight N [reverse]"),
                 ("init_file", _) => {
                     let mut words = c.words[1..].to_vec();
                     let overwrite = words.last().is_some_and(|w| w == "overwrite");
@@ -1033,8 +1047,8 @@ impl Cv {
                 ("param_match", Some(m)) => t.kv("param_match", s(m)),
                 ("full_command", None) => t.kv("full_command", "true".into()),
                 ("quorum" | "quorum_max", Some(v)) if int(Some(v)).is_some() => t.kv(c.key(), v.to_string()),
-                ("weight", Some(v)) if int(Some(v)).is_some() && c.words.len() == 2 => t.kv("weight", v.to_string()),
-                ("weight", Some(_)) => self.nc(&mut t, c, "vipd's weight has no reverse"),
+                ("weight", Some(v)) if weight_reverse(c).is_some() => weight_kv(&mut t, v, weight_reverse(c)),
+                ("weight", Some(_)) => self.nc(&mut t, c, "allowed: weight N [reverse]"),
                 ("delay" | "fork_delay" | "terminate_delay", Some(v)) if timer(Some(v)).is_some() => {
                     t.kv(c.key(), secs(timer(Some(v)).unwrap_or(0.0)))
                 }

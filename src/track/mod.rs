@@ -258,6 +258,7 @@ impl Trackers {
                 kind: "script",
                 name: r.name.clone(),
                 weight: r.weight,
+                reverse: r.reverse,
                 signal,
             });
         }
@@ -271,6 +272,7 @@ impl Trackers {
                 kind: "file",
                 name: r.name.clone(),
                 weight: r.weight,
+                reverse: r.reverse,
                 signal,
             });
         }
@@ -284,6 +286,7 @@ impl Trackers {
                 kind: "process",
                 name: r.name.clone(),
                 weight: r.weight,
+                reverse: r.reverse,
                 signal,
             });
         }
@@ -299,6 +302,7 @@ impl Trackers {
                 kind: "virtual_server",
                 name: r.name.clone(),
                 weight: r.weight,
+                reverse: false,
                 signal,
             });
         }

@@ -127,6 +127,7 @@ mod tests {
             fork_delay: Micros::ZERO,
             terminate_delay: Micros::ZERO,
             interval: Micros::from_millis(200),
+            reverse: false,
         }
     }
 

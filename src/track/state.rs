@@ -29,6 +29,8 @@ pub struct Tracked {
     pub kind: &'static str,
     pub name: String,
     pub weight: i32,
+    /// keepalived `reverse` (see `daemon::facts::share`).
+    pub reverse: bool,
     pub signal: Signal,
 }
 
