@@ -608,6 +608,58 @@ fn script_security_refuses_root_scripts_others_can_change() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A notify script with its own user (keepalived `notify_master "/p a" USER
+/// [GROUP]`): `{ script, user, group }`, validated like `vrrp_script.user`.
+#[test]
+fn notify_script_with_a_user() {
+    let v = |key: &str, val: &str| format!("{BASE}{key} = {val}\n");
+    let c = config::parse(
+        &format!(
+            "[global]\nscript_user = \"root\"\n{BASE}notify_master = {{ script = \"/bin/m 'a b'\", user = \"nobody\" }}\n\
+             notify = {{ script = [\"/bin/n\"], user = \"nobody nogroup\" }}\nnotify_backup = \"/bin/b\"\n"
+        ),
+        "t.toml",
+    )
+    .unwrap();
+    let n = &c.instances[0].notify;
+    assert_eq!(n.master, Some(vec!["/bin/m".to_string(), "a b".to_string()]));
+    let m = n.users.master.as_ref().unwrap();
+    assert_eq!((m.user.as_str(), m.uid), ("nobody", 65534));
+    assert_eq!(n.users.notify.as_ref().map(|u| u.gid), Some(65534));
+    // The plain form keeps the default (global.script_user, applied when run).
+    assert_eq!((n.backup.is_some(), n.users.backup.as_ref()), (true, None));
+    // Each script of a state comes with its user, the generic one last.
+    let cmds = n.commands_as("INSTANCE", "VI_1", config::NotifyState::Master, 100);
+    assert_eq!(cmds.len(), 2);
+    assert_eq!(cmds[0].1.as_ref().map(|u| u.user.as_str()), Some("nobody"));
+    assert_eq!(cmds[1].0.last().map(|s| s.as_str()), Some("100"));
+    // Errors, at the key inside the table.
+    bad(
+        &v("notify_master", "{ script = \"/bin/m\", user = \"no-such-user-vipd\" }"),
+        5,
+        &["vrrp_instance.VI_1.notify_master.user", "unknown user"],
+    );
+    bad(
+        &v("notify_fault", "{ script = \"/bin/m\", group = \"nogroup\" }"),
+        5,
+        &["notify_fault.group", "group needs user"],
+    );
+    bad(
+        &v("notify_stop", "{ script = \"m\", user = \"nobody\" }"),
+        5,
+        &["notify_stop.script", "absolute path"],
+    );
+    bad(&v("notify", "{ script = \"/bin/m\", usr = \"nobody\" }"), 5, &["usr"]);
+    bad(&v("notify", "{ user = \"nobody\" }"), 5, &["script"]);
+    // A sync group's notify scripts take it too.
+    let g = format!(
+        "[vrrp_sync_group.G]\ngroup = [\"VI_1\", \"VI_2\"]\nnotify_stop = {{ script = \"/bin/s\", user = \"nobody\" }}\n{TRACK_BASE}\
+         [vrrp_instance.VI_2]\ninterface = \"eth0\"\nvirtual_router_id = 2\nvirtual_ipaddress = [\"192.0.2.101/24\"]\n"
+    );
+    let c = config::parse(&g, "t.toml").unwrap();
+    assert_eq!(c.sync_groups[0].notify.users.stop.as_ref().map(|u| u.uid), Some(65534));
+}
+
 /// Notify scripts (docs/notify-sync.md): argv arrays or keepalived-split
 /// strings, absolute programs; `script_user` must exist; the timeout's range.
 #[test]

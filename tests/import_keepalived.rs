@@ -298,6 +298,50 @@ fn reverse_on_scripts_files_and_processes_converts() {
     assert!(nc && t.contains("allowed: weight N [reverse]"), "{t}");
 }
 
+/// keepalived's `notify_* "SCRIPT" USER [GROUP]` becomes `{ script, user, group }`.
+#[test]
+fn notify_scripts_with_a_user() {
+    let (t, nc) = conv(&inst(
+        " notify_master \"/usr/local/bin/vrrp.sh MASTER\" nobody\n notify \"/bin/n.sh\" nobody nogroup\n notify_stop /bin/s.sh",
+    ));
+    assert!(!nc, "{t}");
+    assert!(
+        t.contains("notify_master = { script = \"/usr/local/bin/vrrp.sh MASTER\", user = \"nobody\" }\n"),
+        "{t}"
+    );
+    assert!(
+        t.contains("notify = { script = \"/bin/n.sh\", user = \"nobody\", group = \"nogroup\" }\n"),
+        "{t}"
+    );
+    assert!(t.contains("notify_stop = \"/bin/s.sh\"\n"), "{t}");
+    assert_vipd_accepts(&t);
+    let c = vipd::config::parse(&t, "converted.toml").expect("parses");
+    let n = &c.instances[0].notify;
+    assert_eq!(n.users.master.as_ref().map(|u| u.user.as_str()), Some("nobody"));
+    assert_eq!(
+        (n.users.notify.as_ref().map(|u| u.gid), n.users.stop.as_ref()),
+        (Some(65534), None)
+    );
+    // keepalived's ":GROUP" (supplementary groups) is not converted, with the reason.
+    let (t, nc) = conv(&inst(" notify_backup /bin/b.sh nobody :nogroup"));
+    assert!(nc && t.contains("supplementary groups"), "{t}");
+    // A sync group's notify scripts too.
+    let conf = format!(
+        "vrrp_sync_group G {{\n group {{\n  VI_1\n  VI_2\n }}\n notify_fault /bin/f.sh nobody\n}}\n{}{}",
+        inst(""),
+        inst("")
+            .replace("VI_1", "VI_2")
+            .replace("51", "52")
+            .replace("192.0.2.100", "192.0.2.101")
+    );
+    let (t, nc) = conv(&conf);
+    assert!(
+        !nc && t.contains("notify_fault = { script = \"/bin/f.sh\", user = \"nobody\" }"),
+        "{t}"
+    );
+    assert_vipd_accepts(&t);
+}
+
 #[test]
 fn notify_scripts() {
     let (t, nc) = conv(&inst(" notify /etc/vipd/notify.sh"));

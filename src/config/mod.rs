@@ -31,7 +31,7 @@ use raw::NumOrStr;
 pub use check::{Check, CheckKind};
 pub use diag::{did_you_mean, parse_all, render};
 pub use instance::{Instance, TrackInterface};
-pub use notify::{Notify, NotifyState, DEFAULT_NOTIFY_TIMEOUT};
+pub use notify::{Notify, NotifyState, NotifyUsers, DEFAULT_NOTIFY_TIMEOUT};
 pub use server::{Admin, LbAlgo, OnMarkedDown, Protocol, RealServer, StreamLimits, VirtualServer};
 pub use specs::{passive_policy, table_spec};
 pub use sync::SyncGroup;

@@ -2,7 +2,9 @@
 //! `notify_backup`, `notify_fault`, `notify_stop` (on instances and sync
 //! groups) and `[global] notify_script_timeout` (`script_user` is
 //! config/track.rs's). A script is an argv array, or a string split as
-//! keepalived splits it (`track::spawn::split_command`).
+//! keepalived splits it (`track::spawn::split_command`), or a table
+//! `{ script, user, group }` to run it as another user (keepalived's
+//! `notify_master "/path args" USER [GROUP]`).
 
 use serde::{Deserialize, Serialize};
 use serde_spanned::Spanned;
@@ -10,15 +12,60 @@ use serde_spanned::Spanned;
 use super::track::Command;
 use super::{Cx, R};
 use crate::time::Micros;
-use crate::track::spawn::split_command;
+use crate::track::spawn::{split_command, RunAs};
+
+/// A notify key as written: a command (string or argv), or
+/// `{ script = COMMAND, user = "USER [GROUP]", group = "GROUP" }`.
+#[derive(Debug)]
+pub enum NotifyCommand {
+    Cmd(Command),
+    Table(RawNotifyTable),
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawNotifyTable {
+    pub script: Spanned<Command>,
+    /// As `vrrp_script.user`: "USER" or "USER GROUP".
+    pub user: Option<Spanned<String>>,
+    pub group: Option<Spanned<String>>,
+}
+
+/// By hand, so a wrong type says what a notify script may be.
+impl<'de> Deserialize<'de> for NotifyCommand {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = NotifyCommand;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a command: \"/path arg\", [\"/path\", \"arg\"] or { script = ..., user = \"USER\" }")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<NotifyCommand, E> {
+                Ok(NotifyCommand::Cmd(Command::Str(s.to_string())))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<NotifyCommand, A::Error> {
+                let mut out = Vec::new();
+                while let Some(s) = seq.next_element::<String>()? {
+                    out.push(s);
+                }
+                Ok(NotifyCommand::Cmd(Command::Argv(out)))
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, map: M) -> Result<NotifyCommand, M::Error> {
+                let t = RawNotifyTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(NotifyCommand::Table(t))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
 
 /// The five notify keys of an instance or a sync group, as written.
 pub(super) struct RawNotify<'a> {
-    pub notify: Option<&'a Spanned<Command>>,
-    pub master: Option<&'a Spanned<Command>>,
-    pub backup: Option<&'a Spanned<Command>>,
-    pub fault: Option<&'a Spanned<Command>>,
-    pub stop: Option<&'a Spanned<Command>>,
+    pub notify: Option<&'a Spanned<NotifyCommand>>,
+    pub master: Option<&'a Spanned<NotifyCommand>>,
+    pub backup: Option<&'a Spanned<NotifyCommand>>,
+    pub fault: Option<&'a Spanned<NotifyCommand>>,
+    pub stop: Option<&'a Spanned<NotifyCommand>>,
 }
 
 /// The state a notification reports (keepalived's words, upper case).
@@ -51,6 +98,20 @@ pub struct Notify {
     pub backup: Option<Vec<String>>,
     pub fault: Option<Vec<String>>,
     pub stop: Option<Vec<String>>,
+    /// The user of each script written `{ script, user }`; the others run as
+    /// `global.script_user` (or as vipd).
+    #[serde(default)]
+    pub users: NotifyUsers,
+}
+
+/// Per-script users (`None`: `global.script_user`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifyUsers {
+    pub notify: Option<RunAs>,
+    pub master: Option<RunAs>,
+    pub backup: Option<RunAs>,
+    pub fault: Option<RunAs>,
+    pub stop: Option<RunAs>,
 }
 
 impl Notify {
@@ -61,13 +122,28 @@ impl Notify {
     /// What to run for `state`, in keepalived's order: the state's own script,
     /// then the generic one with `kind NAME STATE PRIORITY` appended.
     pub fn commands(&self, kind: &str, name: &str, state: NotifyState, priority: u8) -> Vec<Vec<String>> {
-        let own = match state {
-            NotifyState::Master => &self.master,
-            NotifyState::Backup => &self.backup,
-            NotifyState::Fault => &self.fault,
-            NotifyState::Stop => &self.stop,
+        self.commands_as(kind, name, state, priority)
+            .into_iter()
+            .map(|(argv, _)| argv)
+            .collect()
+    }
+
+    /// [`Notify::commands`], each with its own user (`None`: the default).
+    pub fn commands_as(
+        &self,
+        kind: &str,
+        name: &str,
+        state: NotifyState,
+        priority: u8,
+    ) -> Vec<(Vec<String>, Option<RunAs>)> {
+        let u = &self.users;
+        let (own, user) = match state {
+            NotifyState::Master => (&self.master, &u.master),
+            NotifyState::Backup => (&self.backup, &u.backup),
+            NotifyState::Fault => (&self.fault, &u.fault),
+            NotifyState::Stop => (&self.stop, &u.stop),
         };
-        let mut out: Vec<Vec<String>> = own.iter().cloned().collect();
+        let mut out: Vec<(Vec<String>, Option<RunAs>)> = own.iter().map(|a| (a.clone(), user.clone())).collect();
         if let Some(g) = &self.notify {
             let mut argv = g.clone();
             argv.extend([
@@ -76,7 +152,7 @@ impl Notify {
                 state.name().to_string(),
                 priority.to_string(),
             ]);
-            out.push(argv);
+            out.push((argv, u.notify.clone()));
         }
         out
     }
@@ -107,16 +183,47 @@ impl Cx<'_> {
 
     /// The five notify keys; `prefix` is the dotted key of the block.
     pub(super) fn notify_scripts(&self, prefix: &str, r: RawNotify<'_>) -> R<Notify> {
-        let one = |c: Option<&Spanned<Command>>, key: &str| -> R<Option<Vec<String>>> {
-            c.map(|c| self.notify_command(c, &format!("{prefix}.{key}")))
-                .transpose()
+        type One = (Option<Vec<String>>, Option<RunAs>);
+        let one = |c: Option<&Spanned<NotifyCommand>>, key: &str| -> R<One> {
+            let key = format!("{prefix}.{key}");
+            let Some(c) = c else {
+                return Ok((None, None));
+            };
+            match c.get_ref() {
+                NotifyCommand::Cmd(cmd) => {
+                    // Re-wrap with the outer span, so errors point at the key.
+                    let sp = Spanned::new(c.span(), cmd.clone());
+                    Ok((Some(self.notify_command(&sp, &key)?), None))
+                }
+                NotifyCommand::Table(t) => {
+                    let argv = self.notify_command(&t.script, &format!("{key}.script"))?;
+                    let user = match (&t.user, &t.group) {
+                        (Some(u), g) => Some(self.run_as(u, g.as_ref(), &format!("{key}.user"))?),
+                        (None, Some(g)) => return Err(self.err(g, &format!("{key}.group"), "group needs user")),
+                        (None, None) => None,
+                    };
+                    Ok((Some(argv), user))
+                }
+            }
         };
+        let (notify, u_notify) = one(r.notify, "notify")?;
+        let (master, u_master) = one(r.master, "notify_master")?;
+        let (backup, u_backup) = one(r.backup, "notify_backup")?;
+        let (fault, u_fault) = one(r.fault, "notify_fault")?;
+        let (stop, u_stop) = one(r.stop, "notify_stop")?;
         Ok(Notify {
-            notify: one(r.notify, "notify")?,
-            master: one(r.master, "notify_master")?,
-            backup: one(r.backup, "notify_backup")?,
-            fault: one(r.fault, "notify_fault")?,
-            stop: one(r.stop, "notify_stop")?,
+            notify,
+            master,
+            backup,
+            fault,
+            stop,
+            users: NotifyUsers {
+                notify: u_notify,
+                master: u_master,
+                backup: u_backup,
+                fault: u_fault,
+                stop: u_stop,
+            },
         })
     }
 

@@ -87,11 +87,11 @@ pub struct Instance {
     pub track_process: Option<Vec<Spanned<super::track::RawRef>>>,
     pub track_virtual_server: Option<Vec<Spanned<super::track::RawVsRef>>>,
     // Notify scripts (config/notify.rs).
-    pub notify: Option<Spanned<super::track::Command>>,
-    pub notify_master: Option<Spanned<super::track::Command>>,
-    pub notify_backup: Option<Spanned<super::track::Command>>,
-    pub notify_fault: Option<Spanned<super::track::Command>>,
-    pub notify_stop: Option<Spanned<super::track::Command>>,
+    pub notify: Option<Spanned<super::notify::NotifyCommand>>,
+    pub notify_master: Option<Spanned<super::notify::NotifyCommand>>,
+    pub notify_backup: Option<Spanned<super::notify::NotifyCommand>>,
+    pub notify_fault: Option<Spanned<super::notify::NotifyCommand>>,
+    pub notify_stop: Option<Spanned<super::notify::NotifyCommand>>,
 }
 
 /// An HTTP status: 200, "2xx", or [200, 399].

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_spanned::Spanned;
 
 use super::notify::{Notify, RawNotify};
-use super::track::{Command, InstanceTracking, RawRef, TrackRef, Tracking};
+use super::track::{InstanceTracking, RawRef, TrackRef, Tracking};
 use super::{raw, ConfigError, Cx, Instance, TrackInterface, R};
 
 /// A sync group as written.
@@ -23,11 +23,11 @@ pub struct RawSyncGroup {
     pub track_process: Option<Vec<Spanned<RawRef>>>,
     /// keepalived: keep the members' own tracking weights (else they must be 0).
     pub sync_group_tracking_weight: Option<Spanned<bool>>,
-    pub notify: Option<Spanned<Command>>,
-    pub notify_master: Option<Spanned<Command>>,
-    pub notify_backup: Option<Spanned<Command>>,
-    pub notify_fault: Option<Spanned<Command>>,
-    pub notify_stop: Option<Spanned<Command>>,
+    pub notify: Option<Spanned<super::notify::NotifyCommand>>,
+    pub notify_master: Option<Spanned<super::notify::NotifyCommand>>,
+    pub notify_backup: Option<Spanned<super::notify::NotifyCommand>>,
+    pub notify_fault: Option<Spanned<super::notify::NotifyCommand>>,
+    pub notify_stop: Option<Spanned<super::notify::NotifyCommand>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

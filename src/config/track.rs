@@ -17,7 +17,7 @@ use crate::track::spawn::{split_command, RunAs, CLEAN_PATH};
 // ---- as written -------------------------------------------------------------
 
 /// A command: an argv array, or a keepalived-style string split like keepalived.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum Command {
     Str(String),
     Argv(Vec<String>),
@@ -258,7 +258,7 @@ impl Cx<'_> {
     }
 
     /// "user" or "user group" (keepalived), plus an optional separate group.
-    fn run_as(&self, user: &Spanned<String>, group: Option<&Spanned<String>>, key: &str) -> R<RunAs> {
+    pub(super) fn run_as(&self, user: &Spanned<String>, group: Option<&Spanned<String>>, key: &str) -> R<RunAs> {
         let words: Vec<&str> = user.get_ref().split_whitespace().collect();
         let (u, g) = match (words.as_slice(), group) {
             ([u], None) => (*u, None),

@@ -1,8 +1,8 @@
 //! SHELL: the notify scripts (config/notify.rs). One queue task per instance
 //! and per sync group runs its scripts one at a time in transition order; a
 //! backlog collapses to the newest state. Each script runs without a shell, in
-//! its own process group, with a clean environment, as `script_user` when set,
-//! and a timeout kills the group. On exit the STOP notifications run (bounded).
+//! its own process group, with a clean environment, as its own `user` or else
+//! `script_user` when set, and a timeout kills the group. On exit the STOP notifications run (bounded).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -25,9 +25,9 @@ struct Job {
     seq: u64,
     /// "INSTANCE VI_1 MASTER", for logs.
     what: String,
-    commands: Vec<Vec<String>>,
+    /// Each script with its user (`None`: as vipd).
+    commands: Vec<(Vec<String>, Option<RunAs>)>,
     timeout: Duration,
-    user: Option<RunAs>,
     /// `enable_script_security`: a root script a non-root user could change does not run.
     security: bool,
 }
@@ -57,18 +57,15 @@ async fn worker(mut rx: watch::Receiver<Option<Job>>, done: watch::Sender<u64>) 
         let Some(job) = rx.borrow_and_update().clone() else {
             continue;
         };
-        for argv in &job.commands {
-            let as_root = job.user.as_ref().is_none_or(|u| u.is_root());
+        for (argv, user) in &job.commands {
+            let as_root = user.as_ref().is_none_or(|u| u.is_root());
             if job.security && as_root {
                 if let Err(e) = script_security(&argv[0]) {
                     warn!("notify {}: {} not run: {e}", job.what, argv[0]);
                     continue;
                 }
             }
-            let outcome = Script::new(argv.clone(), job.timeout)
-                .run_as(job.user.clone())
-                .run()
-                .await;
+            let outcome = Script::new(argv.clone(), job.timeout).run_as(user.clone()).run().await;
             match outcome {
                 Outcome::Exited(0) => info!("notify {}: {} ok", job.what, argv[0]),
                 o => warn!("notify {}: {}: {o}", job.what, argv[0]),
@@ -90,7 +87,7 @@ impl Notifier {
         kind: &'static str,
         name: &str,
         state: NotifyState,
-        commands: Vec<Vec<String>>,
+        commands: Vec<(Vec<String>, Option<RunAs>)>,
         cfg: &crate::config::Global,
     ) {
         if commands.is_empty() {
@@ -101,9 +98,12 @@ impl Notifier {
         let job = Job {
             seq: q.seq,
             what: format!("{kind} {name} {}", state.name()),
-            commands,
+            // A script's own user, else the global script_user.
+            commands: commands
+                .into_iter()
+                .map(|(argv, user)| (argv, user.or_else(|| cfg.script_user.clone())))
+                .collect(),
             timeout: Duration::from_micros(cfg.notify_script_timeout.0),
-            user: cfg.script_user.clone(),
             security: cfg.enable_script_security,
         };
         q.tx.send_replace(Some(job));
@@ -149,14 +149,14 @@ impl Daemon {
         let commands = x
             .cfg
             .notify
-            .commands("INSTANCE", &x.cfg.name, state, x.effective_priority);
+            .commands_as("INSTANCE", &x.cfg.name, state, x.effective_priority);
         let name = x.cfg.name.clone();
         self.notifier.send("INSTANCE", &name, state, commands, &self.cfg.global);
     }
 
     /// Sync group `name` entered `state` (keepalived passes priority 0).
     pub(super) fn notify_group(&mut self, name: &str, notify: &Notify, state: NotifyState) {
-        let commands = notify.commands("GROUP", name, state, 0);
+        let commands = notify.commands_as("GROUP", name, state, 0);
         self.notifier.send("GROUP", name, state, commands, &self.cfg.global);
     }
 
@@ -164,7 +164,9 @@ impl Daemon {
     /// awaited. Its queue stays: an instance re-created under the same name
     /// by the same reload runs its scripts after this one.
     pub(super) fn notify_removed(&mut self, cfg: &crate::config::Instance, priority: u8) {
-        let commands = cfg.notify.commands("INSTANCE", &cfg.name, NotifyState::Stop, priority);
+        let commands = cfg
+            .notify
+            .commands_as("INSTANCE", &cfg.name, NotifyState::Stop, priority);
         self.notifier
             .send("INSTANCE", &cfg.name, NotifyState::Stop, commands, &self.cfg.global);
     }
@@ -178,7 +180,7 @@ impl Daemon {
             let commands = x
                 .cfg
                 .notify
-                .commands("INSTANCE", &x.cfg.name, NotifyState::Stop, x.effective_priority);
+                .commands_as("INSTANCE", &x.cfg.name, NotifyState::Stop, x.effective_priority);
             let name = x.cfg.name.clone();
             self.notifier
                 .send("INSTANCE", &name, NotifyState::Stop, commands, &self.cfg.global);

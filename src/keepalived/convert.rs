@@ -879,14 +879,7 @@ impl Cv {
         let argv = split_words(cmd, &n.loc).unwrap_or_default();
         let plain = argv.len() == 1 && argv[0].starts_with('/') && n.words.len() == 2;
         if plain || vipd_has::NOTIFY_ARGS {
-            i.t.kv("notify", s(cmd));
-            if n.words.len() > 2 {
-                self.nc(
-                    &mut i.t,
-                    n,
-                    "running as another user (vipd runs notify scripts as script_user)",
-                );
-            }
+            self.notify_kv(i, n, cmd);
         } else if !argv.first().is_some_and(|a| a.starts_with('/')) {
             self.nc(&mut i.t, n, "vipd needs an absolute path");
         } else {
@@ -899,15 +892,26 @@ impl Cv {
             return self.not_yet(&mut i.t, n, n.key());
         }
         match n.arg(1) {
-            Some(cmd) => i.t.kv(n.key(), s(cmd)),
+            Some(cmd) => self.notify_kv(i, n, cmd),
             None => self.nc(&mut i.t, n, "needs a script"),
         }
-        if n.words.len() > 2 {
-            self.nc(
+    }
+
+    /// `KEY "/path args" [USER [GROUP]]`: the command line as a string, or
+    /// `{ script, user, group }` with a user. keepalived's `:GROUP` (set the
+    /// supplementary groups) is not converted: vipd drops them.
+    fn notify_kv(&mut self, i: &mut Inst, n: &Node, cmd: &str) {
+        match (n.arg(2), n.arg(3), n.words.len()) {
+            (None, _, _) => i.t.kv(n.key(), s(cmd)),
+            (Some(u), None, 3) => i.t.kv(n.key(), inline(&[("script", s(cmd)), ("user", s(u))])),
+            (Some(u), Some(g), 4) if !g.starts_with(':') && !u.contains(':') => {
+                i.t.kv(n.key(), inline(&[("script", s(cmd)), ("user", s(u)), ("group", s(g))]))
+            }
+            _ => self.nc(
                 &mut i.t,
                 n,
-                "running as another user (vipd runs notify scripts as script_user)",
-            );
+                "allowed: SCRIPT [USER [GROUP]] (vipd sets no supplementary groups)",
+            ),
         }
     }
 
