@@ -374,7 +374,9 @@ fn notify_runs_as_script_user_with_a_clean_environment() {
             "echo \"$3 $(id -u) $(id -g) $(env | grep -c -e ^HOME= -e ^CARGO -e ^RUST) $(env | grep ^PATH=)\" >> {o}"
         ),
     );
-    let extra = format!("notify = \"{who}\"");
+    // A script's own user (keepalived `notify_master SCRIPT USER`) wins over script_user.
+    let own = n.script("own.sh", &format!("echo \"own $(id -u) $(id -g)\" >> {o}"));
+    let extra = format!("notify = \"{who}\"\nnotify_master = {{ script = \"{own}\", user = \"root\" }}");
     n.write_cfg("fe1", "script_user = \"nobody\"", &inst("VI_1", 51, 150, VIP, &extra));
     n.start("fe1");
     let path = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -384,6 +386,7 @@ fn notify_runs_as_script_user_with_a_clean_environment() {
         &out,
         &[
             &format!("BACKUP {nobody} {group} 0 {path}"),
+            "own 0 0",
             &format!("MASTER {nobody} {group} 0 {path}"),
         ],
     );

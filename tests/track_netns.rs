@@ -289,6 +289,43 @@ fn a_track_file_moves_the_priority_and_faults_below_minus_253() {
     });
 }
 
+/// keepalived's `reverse`: a reversed file lowers the priority by value x
+/// weight; a reversed weight-0 script faults while it succeeds.
+#[test]
+fn reverse_turns_the_adjustment_around() {
+    let _g = netns_lock();
+    let mut p = lab("trv", &["fe1"], &[]);
+    let f = p.path("prio");
+    let flag = p.path("flag");
+    let tables = format!(
+        "[vrrp_track_file.prio]\nfile = \"{}\"\nweight = 10\nreverse = true\ninit_file = 0\n\
+         [vrrp_script.flag]\nscript = [\"/usr/bin/test\", \"-e\", \"{}\"]\ninterval = \"100ms\"\n",
+        f.display(),
+        flag.display()
+    );
+    p.start(
+        "fe1",
+        100,
+        &tables,
+        "track_file = [{ name = \"prio\" }]\ntrack_script = [{ name = \"flag\", weight = 0, reverse = true }]",
+    );
+    p.wait("fe1", "master at 100", Duration::from_secs(10), |i| {
+        i["state"] == "master" && i["effective_priority"] == 100
+    });
+    std::fs::write(&f, "3\n").unwrap();
+    let i = p.wait("fe1", "priority 70", Duration::from_secs(5), |i| {
+        i["effective_priority"] == 70
+    });
+    assert_eq!(tracker(&i, "file", "prio")["contribution"].as_i64(), Some(-30), "{i}");
+    // The script succeeds: reversed weight 0 = FAULT; fails again: back.
+    std::fs::write(&flag, "").unwrap();
+    p.wait("fe1", "fault", Duration::from_secs(5), |i| i["state"] == "fault");
+    std::fs::remove_file(&flag).unwrap();
+    p.wait("fe1", "master again", Duration::from_secs(10), |i| {
+        i["state"] == "master"
+    });
+}
+
 #[test]
 fn a_virtual_server_below_quorum_hands_the_vip_over() {
     let _g = netns_lock();

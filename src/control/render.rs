@@ -422,6 +422,8 @@ fn trackers(o: &mut String, i: &InstanceStatus) {
     let mut t = table(&["TRACKS", "NAME", "WEIGHT", "STATE", "ADDS", ""], &[2, 4]);
     for k in &i.trackers {
         let note = match (k.fault, k.value) {
+            // keepalived's `reverse` with weight 0 faults while up.
+            (true, _) if k.state == "up" => "FAULT (weight 0, reverse, and up)".to_string(),
             (true, _) => "FAULT (weight 0 and down)".to_string(),
             (false, Some(v)) => format!("value {v}"),
             (false, None) => String::new(),

@@ -65,7 +65,8 @@ const FILE_FAULT_BELOW: i64 = -253;
 /// adjustment is applied in the same state but goes the other way (a
 /// positive weight is subtracted while up, a negative one added while down),
 /// a file adds value x weight x -1, and weight 0 faults while up (a file:
-/// while its value is 0). `state` is always the tracker's own.
+/// while its value is 0). `state` is the tracker's own (a file's: down
+/// while it faults).
 fn share(t: &Tracked, owner: bool) -> (i64, bool, &'static str) {
     let w = i64::from(t.weight);
     let m: i64 = if t.reverse { -1 } else { 1 };
@@ -73,7 +74,10 @@ fn share(t: &Tracked, owner: bool) -> (i64, bool, &'static str) {
         Signal::Unknown => (0, false, "unknown"),
         Signal::Up => (if w > 0 { w * m } else { 0 }, w == 0 && t.reverse, "up"),
         Signal::Down => (if w < 0 { w * m } else { 0 }, w == 0 && !t.reverse, "down"),
-        Signal::Value(v) if w == 0 => (0, (v != 0) != t.reverse, if v == 0 { "up" } else { "down" }),
+        Signal::Value(v) if w == 0 => {
+            let fault = (v != 0) != t.reverse;
+            (0, fault, if fault { "down" } else { "up" })
+        }
         Signal::Value(v) => {
             let c = v.saturating_mul(w).saturating_mul(m);
             (
@@ -297,6 +301,8 @@ mod tests {
             (100, Some("file f".to_string()))
         );
         assert_eq!(t(&[rev("file", "f", 0, Signal::Value(7))]), (100, None));
+        let o = tracked(&i, |_: &str| true, &[rev("file", "f", 0, Signal::Value(0))]);
+        assert_eq!(o.trackers[0].state, "down", "a faulting file is down");
         assert_eq!(
             t(&[rev("file", "f", 2, Signal::Value(127))]),
             (1, Some("file f".to_string()))
