@@ -6,6 +6,9 @@ use vipd::config::{self, Admin, CheckKind, LbAlgo, Protocol};
 use vipd::time::Micros;
 use vipd::vrrp::{Centis, Interval, Version};
 
+mod common;
+use common::bad_config as bad;
+
 const VIPD: &str = env!("CARGO_BIN_EXE_vipd");
 
 #[test]
@@ -57,20 +60,6 @@ fn vision_example_parses_to_the_expected_values() {
 
 const BASE: &str =
     "[vrrp_instance.VI_1]\ninterface = \"eth0\"\nvirtual_router_id = 51\nvirtual_ipaddress = [\"192.0.2.100/24\"]\n";
-
-/// Parse `text`; the error must mention `file:LINE:` and every `needles`.
-fn bad(text: &str, line: usize, needles: &[&str]) {
-    let err = config::parse(text, "t.toml")
-        .expect_err(&format!("accepted:\n{text}"))
-        .to_string();
-    assert!(
-        err.starts_with(&format!("t.toml:{line}:")),
-        "wrong line in {err:?} (want {line})\n{text}"
-    );
-    for n in needles {
-        assert!(err.contains(n), "{err:?} does not mention {n:?}");
-    }
-}
 
 #[test]
 fn vrrp_instance_values_out_of_range() {

@@ -6,24 +6,13 @@
 use vipd::config::{self, Vmac};
 use vipd::time::Micros;
 
+mod common;
+use common::bad_config as bad;
+
 fn inst(name: &str, ifname: &str, vrid: u8, vip: &str, extra: &str) -> String {
     format!(
         "[vrrp_instance.{name}]\ninterface = \"{ifname}\"\nvirtual_router_id = {vrid}\nvirtual_ipaddress = [\"{vip}\"]\n{extra}"
     )
-}
-
-/// Parse `text`; the error must mention `file:LINE:` and every `needles`.
-fn bad(text: &str, line: usize, needles: &[&str]) {
-    let err = config::parse(text, "t.toml")
-        .expect_err(&format!("accepted:\n{text}"))
-        .to_string();
-    assert!(
-        err.starts_with(&format!("t.toml:{line}:")),
-        "wrong line in {err:?} (want {line})\n{text}"
-    );
-    for n in needles {
-        assert!(err.contains(n), "{err:?} does not mention {n:?}");
-    }
 }
 
 #[test]

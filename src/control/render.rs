@@ -232,6 +232,17 @@ fn instance_row(i: &InstanceStatus) -> Vec<String> {
     ]
 }
 
+/// The non-zero discard counters as `reason=N reason=N`.
+fn discard_reasons(c: &crate::vrrp::router::Counters) -> String {
+    let parts: Vec<String> = c
+        .discards
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, n)| format!("{k}={n}"))
+        .collect();
+    parts.join(" ")
+}
+
 fn instance_detail(o: &mut String, i: &InstanceStatus) {
     let r = &i.router;
     let c = &r.counters;
@@ -241,13 +252,7 @@ fn instance_detail(o: &mut String, i: &InstanceStatus) {
         r.name, c.adverts_sent, c.adverts_received, c.transitions, discards
     );
     if discards > 0 {
-        let parts: Vec<String> = c
-            .discards
-            .iter()
-            .filter(|(_, n)| **n > 0)
-            .map(|(k, n)| format!("{k}={n}"))
-            .collect();
-        let _ = write!(line, " ({})", parts.join(" "));
+        let _ = write!(line, " ({})", discard_reasons(c));
     }
     if !i.link_up {
         line.push_str("  LINK DOWN");
@@ -543,13 +548,7 @@ pub fn explain(i: &InstanceStatus, wall_ms: u64) -> String {
         c.adverts_sent, c.adverts_received
     );
     if total > 0 {
-        let parts: Vec<String> = c
-            .discards
-            .iter()
-            .filter(|(_, n)| **n > 0)
-            .map(|(k, n)| format!("{k}={n}"))
-            .collect();
-        let _ = write!(line, " ({})", parts.join(" "));
+        let _ = write!(line, " ({})", discard_reasons(c));
     }
     let _ = writeln!(o, "{line}");
     if let Some(d) = &e.last_discard {

@@ -38,6 +38,21 @@ pub fn vipctl_status(ns: &str, sock: &str) -> Option<serde_json::Value> {
     serde_json::from_slice(&out.stdout).ok()
 }
 
+/// Parse config `text` (named `t.toml`); it must be refused with an error
+/// that starts with `t.toml:LINE:` and mentions every one of `needles`.
+pub fn bad_config(text: &str, line: usize, needles: &[&str]) {
+    let err = vipd::config::parse(text, "t.toml")
+        .expect_err(&format!("accepted:\n{text}"))
+        .to_string();
+    assert!(
+        err.starts_with(&format!("t.toml:{line}:")),
+        "wrong line in {err:?} (want {line})\n{text}"
+    );
+    for n in needles {
+        assert!(err.contains(n), "{err:?} does not mention {n:?}");
+    }
+}
+
 /// Fails the test clearly when not root (CI always has root).
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.
