@@ -76,6 +76,7 @@ async fn watchers_get_every_event_in_order_and_end_with_the_daemon() {
     let dir = TempDir::new("ctl-watch");
     let sock = dir.path().join("vipd.sock");
     let listener = control::bind(&sock).unwrap();
+    let counters = listener.counters();
     let server = tokio::spawn(control::serve(listener, daemon(), Default::default()));
 
     // A client that never reads: it must lag, not stall anyone.
@@ -109,6 +110,7 @@ async fn watchers_get_every_event_in_order_and_end_with_the_daemon() {
     let mut line = String::new();
     BufReader::new(s).read_line(&mut line).await.unwrap();
     assert!(line.contains("too many watchers (8 at most)"), "{line}");
+    assert_eq!(counters.snapshot().refused, 1, "a refused watcher is counted");
     let st = tokio::task::spawn_blocking({
         let sock = sock.clone();
         move || control::call(&sock, &Request::Status {}, Duration::from_secs(5))

@@ -32,6 +32,8 @@ pub(super) async fn serve<R: AsyncRead + Unpin>(
 ) -> io::Result<()> {
     let bus = events::bus();
     let Some(_slot) = bus.enter() else {
+        // Counted with the clients refused for want of a slot.
+        counters.refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let msg = format!("too many watchers ({} at most)", events::MAX_WATCHERS);
         return write(&mut wr, &response_bytes(&Response::error(msg)), counters).await;
     };
