@@ -19,11 +19,9 @@ use crate::net::netlink::Netlink;
 use crate::net::vrrp_socket::{Family, VrrpSocket};
 use crate::time::Micros;
 use crate::vrrp::router::handover_hold;
+// The longest handover wait is the core's `HANDOVER_MAX` (5 s): the unit's
+// TimeoutStopSec=15 covers it, the STOP scripts (5 s) and the balancer's 2 s drain.
 use crate::vrrp::{wire, Advert, HandoverOutcome, Input};
-
-/// Upper bound of any handover wait (fits the unit's TimeoutStopSec=10 with
-/// the 2 s drain of the balancer after it).
-const MAX_HANDOVER: Duration = Duration::from_secs(5);
 
 /// The daemon's handover book: `--wait` clients and the graceful exit.
 #[derive(Default)]
@@ -44,12 +42,9 @@ struct Waiter {
     reply: oneshot::Sender<Response>,
 }
 
-/// How long a master waits for a successor before it leaves anyway (SIGTERM)
-/// or gives up a demote: 3 advert intervals (two lost priority-0 adverts;
-/// a backup takes over after Skew_Time < 1 interval) + 100 ms, at most 5 s.
+/// How long this instance's master waits for a successor (the core's rule).
 fn default_timeout(inst: &Instance) -> Micros {
-    let iv = inst.router.advert_interval.to_micros().0;
-    Micros((3 * iv + 100_000).min(MAX_HANDOVER.as_micros() as u64))
+    crate::vrrp::router::handover_timeout(inst.router.advert_interval.to_micros())
 }
 
 fn ms(m: Micros) -> String {

@@ -917,6 +917,17 @@ pub fn handover_hold(interval: Micros) -> Micros {
     Micros(interval.0.clamp(HANDOVER_HOLD_MIN.0, HANDOVER_HOLD.0))
 }
 
+/// The longest a master waits for a successor.
+pub const HANDOVER_MAX: Micros = Micros(5_000_000);
+
+/// How long a master advertising every `interval` waits for a successor
+/// before it leaves anyway (SIGTERM) or gives up a demote: 3 intervals (two
+/// lost priority-0 adverts; a backup takes over after Skew_Time < 1
+/// interval) + 100 ms, at most [`HANDOVER_MAX`].
+pub fn handover_timeout(interval: Micros) -> Micros {
+    Micros((3 * interval.0 + 100_000).min(HANDOVER_MAX.0))
+}
+
 /// A planned handover of a master (make-before-break): priority-0 adverts
 /// every interval, the VIPs kept until a successor has advertised as master
 /// plus [`HANDOVER_HOLD`].
@@ -1088,6 +1099,16 @@ impl Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Hold and wait of a handover at 10 ms, 100 ms, 1 s and 2 s adverts.
+    #[test]
+    fn handover_hold_and_timeout_bounds() {
+        let ms = Micros::from_millis;
+        let holds: Vec<Micros> = [10, 100, 1000].map(|i| handover_hold(ms(i))).to_vec();
+        assert_eq!(holds, vec![ms(20), ms(100), ms(100)]);
+        let waits: Vec<Micros> = [10, 100, 1000, 2000].map(|i| handover_timeout(ms(i))).to_vec();
+        assert_eq!(waits, vec![ms(130), ms(400), ms(3100), ms(5000)]);
+    }
 
     /// `vipctl status --json` of an older vipd has neither new counter.
     #[test]
